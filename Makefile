@@ -1,0 +1,112 @@
+# fer-edge: train -> convert -> run at the edge. `make help` lists targets and variables.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+# interpreter that creates the venv
+PYTHON   ?= python3
+# virtual environment folder
+VENV     ?= .venv
+# pip extras installed by `make setup`
+EXTRAS   ?= edge,train,bench,dev
+# FER2013 zip/folder/csv
+DATA     ?= $(firstword $(wildcard ../shared/datasets/fer2013/archive.zip) fer2013/archive.zip)
+# where models and reports are written
+MODELS   ?= models
+# stage-1 Keras model
+KERAS    ?= $(MODELS)/fer_mnv2.keras
+# model the runtime uses
+MODEL    ?= $(MODELS)/fer_int8.tflite
+# camera index, picamera, file, folder or URL
+SOURCE   ?= 0
+# folder of <class>/*.jpg for `make finetune`
+PERSONAL ?=
+# video for `make bench`
+BENCH_VIDEO ?= ../shared/media/obama_face2face-demo_1280x720_30fps.mp4
+# extra flags for the fer-edge command
+ARGS     ?=
+# YuNet .onnx that `make models` copies when it exists (else it downloads YUNET_URL)
+YUNET_SRC ?= ../shared/models/face_detection_yunet_2026may.onnx
+# where `make models` downloads YuNet from when YUNET_SRC is absent
+YUNET_URL ?= https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/face_detection_yunet_2023mar.onnx
+# sha256 `make models` checks: the YuNet the project is tested with (set yours if it differs)
+YUNET_SHA256 ?= ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0
+
+BIN := $(VENV)/bin
+FER := $(BIN)/fer-edge
+comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: help setup setup-edge data train finetune eval convert bench bench-accuracy run checks \
+        capture test test-fast lint models clean
+
+help: ## list targets and variables
+	@echo "Targets:"
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@echo "Variables (override as VAR=value):"
+	@awk '/^# /{c=substr($$0,3)} /^[A-Z_0-9]+ +\?=/{split($$0,a,/ +\?= */); printf "  %-12s %s\n  %-12s   (default: %s)\n", a[1], c, "", a[2]; c=""}' $(MAKEFILE_LIST)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed-%: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
+	@touch $@
+
+setup: $(STAMP) ## create .venv and install everything (training, runtime, benchmarks, tests)
+
+setup-edge: ## runtime only (no TensorFlow), as on a Raspberry Pi
+	$(MAKE) setup EXTRAS=edge
+
+data: $(STAMP) ## decode FER2013 once into the cache and print its counts
+	$(FER) data --data "$(DATA)"
+
+train: $(STAMP) ## stage 1: train on FER2013 -> $(KERAS) with report and config
+	$(FER) train --data "$(DATA)" --out $(MODELS) $(ARGS)
+
+finetune: $(STAMP) ## stage 2: fine-tune on PERSONAL=dir (photos in <class>/ folders)
+	@test -n "$(PERSONAL)" || { echo "make finetune: set PERSONAL=path/to/photos (folders named by class)"; exit 2; }
+	$(FER) finetune --base $(KERAS) --personal "$(PERSONAL)" --data "$(DATA)" $(ARGS)
+
+eval: $(STAMP) ## accuracy of MODEL on FER2013 PrivateTest
+	$(FER) eval $(MODEL) --data "$(DATA)" --split private $(ARGS)
+
+convert: $(STAMP) ## Keras -> TFLite float32/float16/dynamic/int8, checked against Keras
+	$(FER) convert --model $(KERAS) --out $(MODELS) --data "$(DATA)" $(ARGS)
+
+bench: $(STAMP) ## runtime FPS and per-stage latency on BENCH_VIDEO
+	$(FER) bench --source "$(BENCH_VIDEO)" $(ARGS)
+
+bench-accuracy: $(STAMP) ## every model variant on PublicTest and PrivateTest -> benchmarks/results
+	$(FER) bench-accuracy --data "$(DATA)" --models $(MODELS) $(ARGS)
+
+run: $(STAMP) ## live detection on SOURCE (default camera 0) with MODEL
+	$(FER) run --model $(MODEL) --source "$(SOURCE)" $(ARGS)
+
+checks: $(STAMP) ## print interpreter, model, detector and camera found
+	$(FER) checks --model $(MODEL) --source "$(SOURCE)" $(ARGS)
+
+capture: $(STAMP) ## photograph LABEL=happy into PERSONAL=dir for stage 2
+	$(FER) capture --label "$(LABEL)" --out "$(PERSONAL)" --source "$(SOURCE)" $(ARGS)
+
+test: $(STAMP) ## the test suite (what CI runs)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+test-fast: $(STAMP) ## tests without the slow ones
+	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check .
+
+models: ## put the YuNet face detector in models/ (from YUNET_SRC or the OpenCV Zoo), sha256-checked
+	@mkdir -p $(MODELS)
+	@f=$(MODELS)/face_detection_yunet.onnx; \
+	  if [ ! -f $$f ] && [ -f "$(YUNET_SRC)" ]; then cp "$(YUNET_SRC)" $$f; fi; \
+	  if [ ! -f $$f ]; then curl -fsSL -o $$f.part "$(YUNET_URL)" && mv $$f.part $$f; fi; \
+	  echo "$(YUNET_SHA256)  $$f" | sha256sum -c - || { echo "make models: $$f has an unexpected sha256; delete it and retry, or set YUNET_SHA256"; exit 1; }
+
+clean: ## remove caches (not models, not the venv)
+	rm -rf .pytest_cache .ruff_cache **/__pycache__
+
+-include deploy/deploy.mk

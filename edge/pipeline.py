@@ -1,0 +1,56 @@
+"""The per-frame pipeline: detect -> crop -> classify -> smooth, with per-stage timings."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.classifier import Classifier
+from edge.crop import crop_face
+from edge.detectors import Detector
+from edge.tracking import Tracker
+from edge.types import Box, Face, Frame, FrameResult
+
+STAGES = ("detect", "preprocess", "inference", "smoothing")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    detect_every: int = 1  # run the detector every N frames and hold its boxes in between
+    max_faces: int = 4  # largest faces classified per frame; the rest are ignored
+    min_face: int = 24  # faces narrower than this (frame pixels) are skipped: too few pixels
+    smoothing: bool = True  # EMA of probabilities per track; off = raw per-frame output
+    smoothing_alpha: float = 0.4  # weight of the newest frame in the moving average
+
+
+class Pipeline:
+    """Holds the detector, classifier and tracker; `process` does one frame."""
+
+    def __init__(self, detector: Detector, classifier: Classifier, config: PipelineConfig = PipelineConfig()):
+        self.detector, self.classifier, self.config = detector, classifier, config
+        self.tracker = Tracker(alpha=config.smoothing_alpha if config.smoothing else 1.0)
+        self._boxes: list[Box] = []
+
+    def process(self, frame: Frame) -> FrameResult:
+        cfg = self.config
+        t0 = time.perf_counter()
+        if frame.index % max(1, cfg.detect_every) == 0 or not self._boxes:
+            boxes = [b for b in self.detector.detect(frame) if b.w >= cfg.min_face]
+            self._boxes = sorted(boxes, key=lambda b: b.area, reverse=True)[: cfg.max_faces]
+        t1 = time.perf_counter()
+        crops = [crop_face(frame.image, b.as_tuple(), self.classifier.contract) for b in self._boxes]
+        t2 = time.perf_counter()
+        probs = [self.classifier.predict(c) for c in crops]
+        t3 = time.perf_counter()
+        tracked = self.tracker.update(self._boxes, probs)
+        faces = tuple(Face(b, tid, sp, p) for b, (tid, sp), p in zip(self._boxes, tracked, probs))
+        t4 = time.perf_counter()
+        timings = {"detect": t1 - t0, "preprocess": t2 - t1, "inference": t3 - t2, "smoothing": t4 - t3}
+        return FrameResult(frame, faces, timings)
+
+
+def mean_probs(results: list[FrameResult]) -> np.ndarray | None:
+    probs = [f.probs for r in results for f in r.faces]
+    return np.mean(probs, axis=0) if probs else None

@@ -1,0 +1,56 @@
+"""`fer-edge`: one command, a subcommand per pipeline stage.
+
+Training and conversion import TensorFlow only when their subcommand runs, so `fer-edge run`
+works on a device that has just the `edge` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from edge.errors import FerEdgeError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fer-edge", description=__doc__.splitlines()[0])
+    parser.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Training and conversion parsers import no TensorFlow; their commands do, when run.
+    from convert.cli import add_convert_parser
+    from edge.cli import add_subcommands as add_edge_commands
+    from fer_edge.evaluate import add_eval_parser
+    from train.cli import add_data_parser, add_finetune_parser, add_train_parser
+
+    add_data_parser(sub)
+    add_train_parser(sub)
+    add_finetune_parser(sub)
+    add_eval_parser(sub)
+    add_convert_parser(sub)
+    add_edge_commands(sub)
+    try:
+        from benchmarks.cli import add_bench_parsers
+    except ImportError:
+        pass
+    else:
+        add_bench_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except FerEdgeError as exc:
+        print(f"fer-edge: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fer-edge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

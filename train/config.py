@@ -1,0 +1,81 @@
+"""Training configuration: one frozen dataclass per stage, a comment on every field.
+
+The resolved config is written beside every model it produced (`<model>.config.json`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from edge.contract import DEFAULT_LABELS
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    labels: tuple[str, ...] = DEFAULT_LABELS  # output classes, in contract order
+    input_size: int = 48  # raw grey crop side the model takes (the contract's input_size)
+    backbone_size: int = 96  # the crop is resized to this inside the graph before the backbone
+    alpha: float = 0.35  # MobileNetV2 width; ImageNet weights here exist only for 0.35
+    # "imagenet" (Keras download), a path to a no-top .h5, or "none" for random init.
+    backbone_weights: str = "auto"
+    # Last backbone layer kept. At 96 px block_12_add is a 6x6 map (stride 16): the full
+    # stride-32 backbone leaves only 3x3, too coarse for 48-px faces.
+    cut: str = "block_12_add"
+    head_filters: tuple[int, ...] = (192, 192)  # the mid-network Conv2D blocks (3x3, BN, ReLU)
+    dropout: float = 0.3  # before the classifier
+    bn_momentum: float = 0.9  # Keras' 0.999 lags the weights: eval accuracy swings epoch to epoch
+
+
+@dataclass(frozen=True)
+class Stage1Config:
+    data: str = ""  # FER2013 archive.zip / folder / csv ("" = $DATA, then ../shared's archive)
+    out: str = "models"  # output folder for the model, its contract, config and report
+    name: str = "fer_mnv2"  # file stem: <out>/<name>.keras, .h5, .report.json, ...
+    model: ModelConfig = field(default_factory=ModelConfig)
+    epochs: int = 30  # upper bound; early stopping on PublicTest usually ends sooner
+    batch_size: int = 64
+    lr: float = 2e-3  # peak AdamW learning rate after warm-up
+    min_lr: float = 1e-5  # cosine decay floor
+    warmup_epochs: float = 1.0  # linear warm-up: the fresh head must not wreck ImageNet features
+    weight_decay: float = 1e-4  # AdamW decoupled weight decay
+    label_smoothing: float = 0.1  # FER2013 labels are noisy (57 duplicate groups disagree)
+    patience: int = 6  # early stopping on PublicTest accuracy, best weights restored
+    class_weights: bool = True  # balanced weights: happy has 2.3x the images of surprise
+    drop_test_duplicates: bool = True  # train images byte-identical to a test image leak the test
+    max_train: int = 0  # >0: use a stratified subset of this many train images (smoke runs)
+    max_val: int = 0  # >0: subset of PublicTest for validation (smoke runs)
+    augment: bool = True  # flip, rotation, shift, zoom, brightness, contrast
+    tta_flip: bool = True  # the shipped graph averages each face with its mirror image
+    seed: int = 1337
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Stage2Config:
+    base: str = "models/fer_mnv2.keras"  # stage-1 model to start from
+    personal: str = ""  # folder of <class>/*.jpg|png photos of one person
+    out: str = "models/personal"  # output folder
+    name: str = "fer_personal"
+    data: str = ""  # FER2013 source for the before/after PrivateTest comparison
+    trainable_top: int = 20  # only the top N layers train (15-30 keeps the features general)
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 1e-4  # start, cosine-decayed to min_lr
+    min_lr: float = 1e-5
+    patience: int = 5  # early stopping on the held-out personal split
+    holdout: float = 0.25  # fraction of each class held out to measure before/after
+    min_per_class: int = 5  # fewer photos than this in a class is an error
+    detector: str = "yunet"  # face detector used to crop the photos: yunet | haar | none
+    yunet_model: str = ""  # path to the YuNet .onnx ("" = ../shared/models' copy)
+    seed: int = 1337
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def dump(cfg) -> str:
+    return json.dumps(cfg.to_json(), indent=2, sort_keys=True) + "\n"
