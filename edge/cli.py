@@ -21,6 +21,13 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = PROJECT_ROOT / "models" / "fer_int8.tflite"
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad option in one line (no usage dump) and exits with 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -46,9 +53,10 @@ def add_runtime_flags(p: argparse.ArgumentParser, source_default: str = "0") -> 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m edge", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m edge", description=__doc__.splitlines()[0])
     parser.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=OneLineParser)
     add_subcommands(sub)
     return parser
 

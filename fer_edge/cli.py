@@ -6,17 +6,18 @@ works on a device that has just the `edge` extra.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
+from edge.cli import OneLineParser
 from edge.errors import FerEdgeError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fer-edge", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="fer-edge", description=__doc__.splitlines()[0])
     parser.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=OneLineParser)
     # Training and conversion parsers import no TensorFlow; their commands do, when run.
     from convert.cli import add_convert_parser
     from edge.cli import add_subcommands as add_edge_commands

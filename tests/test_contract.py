@@ -1,0 +1,107 @@
+"""One preprocessing contract: training and the runtime feed the model identical tensors."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.classifier import Classifier
+from edge.contract import Contract, read_contract, write_contract
+from edge.crop import crop_face, square_box
+from edge.detectors import YuNetDetector
+from edge.errors import ModelError
+from edge.pipeline import Pipeline, PipelineConfig
+from edge.sources import open_source
+
+
+@pytest.fixture(scope="module")
+def personal_photo(tmp_path_factory, video):
+    """A real camera frame saved as a personal photo, as `fer-edge capture` does."""
+    folder = tmp_path_factory.mktemp("personal")
+    with open_source(str(video)) as src:
+        frame = next(f for f in src.frames() if f.index == 50)
+    (folder / "happy").mkdir()
+    path = folder / "happy" / "me.jpg"
+    cv2.imwrite(str(path), frame.image)
+    return folder, path
+
+
+@pytest.mark.parametrize("model_fixture", ["int8_model", "float_model"])
+def test_training_and_runtime_feed_identical_tensors(personal_photo, model_fixture, request):
+    pytest.importorskip("tensorflow")
+    from train.personal import load_personal
+    from train.pipeline import make_dataset
+
+    model = request.getfixturevalue(model_fixture)
+    folder, photo = personal_photo
+    clf = Classifier(model)
+    detector = YuNetDetector()
+    # Training side: stage-2 loader + the tf.data pipeline (no augmentation at evaluation).
+    crops, labels, _ = load_personal(folder, clf.contract, detector, min_per_class=1)
+    train_batch = next(iter(make_dataset(crops, labels, len(clf.labels), 8, training=False)))[0].numpy()
+    # Runtime side: the same file through the runtime's source, detector, crop and quantiser.
+    pipe = Pipeline(detector, clf, PipelineConfig())
+    with open_source(str(photo)) as src:
+        frame = next(iter(src.frames()))
+    box = max(detector.detect(frame), key=lambda b: b.area)
+    fed = clf.quantize_input(crop_face(frame.image, box.as_tuple(), clf.contract))
+    if clf.input_dtype != "float32":
+        fed = (fed.astype(np.float32) - clf.in_zero) * clf.in_scale  # what the graph sees
+    np.testing.assert_array_equal(fed, train_batch[:1])
+    assert pipe.process(frame).faces  # and the pipeline classifies that face
+
+
+def test_fer_images_are_fed_unchanged(archive, int8_model):
+    pytest.importorskip("tensorflow")
+    from train.data import load_fer2013
+    from train.pipeline import make_dataset
+
+    x, y = load_fer2013(archive).select("private")
+    x, y = x[:16], y[:16]
+    train_batch = next(iter(make_dataset(x, y, 5, 16, training=False)))[0].numpy()
+    clf = Classifier(int8_model)
+    for i in range(16):
+        q = clf.quantize_input(x[i])
+        np.testing.assert_array_equal((q.astype(np.float32) - clf.in_zero) * clf.in_scale, train_batch[i : i + 1])
+
+
+def test_int8_input_quantisation_is_lossless_for_grey_levels(int8_model):
+    clf = Classifier(int8_model)
+    assert clf.input_dtype == "int8"
+    assert (clf.in_scale, clf.in_zero) == (1.0, -128)  # 0..255 map exactly onto -128..127
+
+
+def test_contract_round_trip_and_mismatch_is_refused(int8_model, tmp_path):
+    contract = read_contract(int8_model)
+    copy = tmp_path / "m.tflite"
+    copy.write_bytes(int8_model.read_bytes())
+    write_contract(copy, contract)
+    assert read_contract(copy) == contract
+    write_contract(copy, contract.with_(input_dtype="float32"))
+    with pytest.raises(ModelError, match="dtype"):
+        Classifier(copy)
+    write_contract(copy, contract.with_(labels=("a", "b")))
+    with pytest.raises(ModelError, match="labels"):
+        Classifier(copy)
+    (tmp_path / "m.tflite.json").write_text("{not json")
+    with pytest.raises(ModelError, match="not a valid model contract"):
+        Classifier(copy)
+
+
+def test_crop_rule_squares_adds_margin_and_pads_at_the_border():
+    img = np.arange(100 * 200, dtype=np.uint32).reshape(100, 200).astype(np.uint8)
+    assert square_box((50, 20, 40, 60), 0.1) == (34, 14, 72)  # centre (70, 50), side 60 * 1.2
+    c = Contract(input_size=48, margin=0.1)
+    crop = crop_face(img, (0, 0, 60, 60), c)  # runs off the top-left corner
+    assert crop.shape == (48, 48) and crop.dtype == np.uint8
+    bgr = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    np.testing.assert_array_equal(crop_face(bgr, (50, 20, 40, 60), c), crop_face(img, (50, 20, 40, 60), c))
+
+
+def test_sidecar_is_plain_json(int8_model):
+    data = json.loads((int8_model.parent / f"{int8_model.name}.json").read_text())
+    assert data["labels"] == ["neutral", "happy", "sad", "angry", "surprise"]
+    assert data["input_dtype"] == "int8" and data["input_size"] == 48

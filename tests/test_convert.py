@@ -1,0 +1,85 @@
+"""TFLite conversion: four variants, each run in LiteRT and checked against Keras."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import one_line_error, run_cli
+from edge.classifier import Classifier
+from edge.contract import read_contract
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def converted(keras_model, archive, tmp_path_factory):
+    out = tmp_path_factory.mktemp("converted")
+    proc = run_cli("convert", "--model", str(keras_model), "--out", str(out), "--data", str(archive),
+                   "--calibration", "200", "--check", "300", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_all_four_variants_run_and_agree_with_keras(converted, archive):
+    from train.data import load_fer2013
+
+    report = json.loads((converted / "fer_convert.report.json").read_text())
+    assert set(report["variants"]) == {"float32", "float16", "dynamic", "int8"}
+    x, _ = load_fer2013(archive).select("private")
+    outputs = {}
+    for variant, entry in report["variants"].items():
+        assert entry["agreement"] >= 0.97, (variant, entry)
+        clf = Classifier(converted / entry["file"])
+        outputs[variant] = clf.predict_batch(x[:100])
+        np.testing.assert_allclose(outputs[variant].sum(axis=1), 1.0, atol=0.03)
+    agree = np.mean(outputs["int8"].argmax(1) == outputs["float32"].argmax(1))
+    assert agree >= 0.9
+    sizes = {v: e["bytes"] for v, e in report["variants"].items()}
+    assert sizes["int8"] < sizes["float16"] < sizes["float32"]
+
+
+def test_int8_io_matches_its_metadata(converted):
+    path = converted / "fer_int8.tflite"
+    contract = read_contract(path)
+    clf = Classifier(path)
+    assert contract.input_dtype == clf.input_dtype == "int8"
+    assert contract.output_dtype == clf.output_dtype == "int8"
+    assert (contract.input_scale, contract.input_zero_point) == (clf.in_scale, clf.in_zero)
+    prov = contract.provenance
+    assert prov["calibration"]["count"] >= 190 and prov["source_sha256"]
+    assert prov["agreement_with_keras"]["top1"] >= 0.97
+
+
+def test_no_flex_ops_in_any_variant(converted):
+    for path in converted.glob("*.tflite"):
+        assert b"Flex" not in path.read_bytes(), path.name
+
+
+def test_failed_agreement_does_not_overwrite(keras_model, archive, tmp_path):
+    target = tmp_path / "fer_float32.tflite"
+    target.write_bytes(b"previous model")
+    proc = run_cli("convert", "--model", str(keras_model), "--out", str(tmp_path), "--data", str(archive),
+                   "--variants", "float32", "--check", "50", "--min_agreement", "1.01")
+    line = one_line_error(proc)
+    assert "float32" in line and "nothing written" in line
+    assert target.read_bytes() == b"previous model"
+
+
+@pytest.mark.parametrize("content", [b"", b"definitely not a model", b"TFL3" + bytes(100)])
+def test_eval_of_a_corrupt_tflite_is_one_line(content, tmp_path, int8_model, archive):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(content)
+    (tmp_path / "bad.tflite.json").write_text((int8_model.parent / f"{int8_model.name}.json").read_text())
+    line = one_line_error(run_cli("eval", str(bad), "--data", str(archive)))
+    assert "bad.tflite" in line
+
+
+def test_convert_of_a_corrupt_keras_file_is_one_line(tmp_path):
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"PK\x03\x04 broken")
+    (tmp_path / "bad.keras.json").write_text("{}")
+    line = one_line_error(run_cli("convert", "--model", str(bad), "--out", str(tmp_path)))
+    assert "bad.keras" in line

@@ -1,0 +1,89 @@
+"""Stage-1 and stage-2 training on real data, small enough for CI."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import one_line_error, run_cli
+from edge.contract import read_contract
+from edge.sources import open_source
+
+pytestmark = pytest.mark.slow
+
+
+def test_one_epoch_smoke_training_saves_a_model_that_loads_and_predicts(smoke_training):
+    pytest.importorskip("tensorflow")
+    from convert.tflite import load_keras
+
+    out, proc = smoke_training
+    for suffix in (".keras", ".h5", ".keras.json", ".config.json", ".report.json"):
+        assert (out / f"smoke{suffix}").is_file(), suffix
+    report = json.loads((out / "smoke.report.json").read_text())
+    assert report["epochs_run"] == 1 and report["train_images"] >= 390
+    assert report["wall_seconds"] < 120  # the acceptance line: a smoke run in under 2 minutes
+    for split in ("public", "private"):
+        r = report["splits"][split]
+        assert {"accuracy", "macro_f1", "per_class", "confusion", "n"} <= set(r)
+        assert np.array(r["confusion"]).shape == (5, 5) and np.sum(r["confusion"]) == r["n"]
+    model = load_keras(out / "smoke.keras")
+    x = np.random.default_rng(0).integers(0, 255, (3, 48, 48, 1)).astype(np.float32)
+    probs = model.predict(x, verbose=0)
+    assert probs.shape == (3, 5)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    assert read_contract(out / "smoke.keras").labels == tuple(report["labels"])
+    config = json.loads((out / "smoke.config.json").read_text())
+    assert config["max_train"] == 400 and config["model"]["alpha"] == 0.35
+
+
+@pytest.fixture(scope="module")
+def personal_folder(tmp_path_factory, video):
+    """Real face frames from the 480p video filed under two classes, 5 each."""
+    root = tmp_path_factory.mktemp("me")
+    with open_source(str(video)) as src:
+        frames = [f.image for f in src.frames() if f.index % 35 == 0][:10]
+    for i, img in enumerate(frames):
+        cls = "happy" if i % 2 else "neutral"
+        (root / cls).mkdir(exist_ok=True)
+        cv2.imwrite(str(root / cls / f"{i:02d}.jpg"), img)
+    return root
+
+
+def test_stage2_smoke_reports_before_and_after(smoke_training, personal_folder, archive, tmp_path):
+    out, _ = smoke_training
+    t0 = time.time()
+    proc = run_cli("finetune", "--base", str(out / "smoke.keras"), "--personal", str(personal_folder),
+                   "--data", str(archive), "--out", str(tmp_path), "--epochs", "2",
+                   "--trainable_top", "20", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "fer_personal.report.json").read_text())
+    assert report["photos"]["classes"] == {"happy": 5, "neutral": 5}
+    assert report["holdout_photos"] >= 2 and report["train_photos"] >= 6
+    for key in ("personal_before", "personal_after", "private_before", "private_after"):
+        assert 0.0 <= report[key]["accuracy"] <= 1.0
+    assert report["private_after"]["n"] == 3006
+    assert 0 < report["trainable_layers_with_weights"] <= 20
+    assert (tmp_path / "fer_personal.keras.json").is_file()
+    assert time.time() - t0 < 300
+
+
+def test_stage2_too_few_photos_is_a_clear_error(smoke_training, tmp_path, personal_folder):
+    out, _ = smoke_training
+    few = tmp_path / "few" / "sad"
+    few.mkdir(parents=True)
+    for f in list((personal_folder / "happy").iterdir())[:2]:
+        (few / f.name).write_bytes(f.read_bytes())
+    line = one_line_error(run_cli("finetune", "--base", str(out / "smoke.keras"),
+                                  "--personal", str(tmp_path / "few")))
+    assert "sad" in line and "at least 5" in line
+
+
+def test_stage2_unknown_class_folder_is_a_clear_error(smoke_training, tmp_path):
+    out, _ = smoke_training
+    (tmp_path / "bored").mkdir()
+    line = one_line_error(run_cli("finetune", "--base", str(out / "smoke.keras"), "--personal", str(tmp_path)))
+    assert "bored" in line and "unknown class" in line
