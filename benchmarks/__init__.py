@@ -1,0 +1,1 @@
+"""Benchmarks of fer-edge: runtime throughput (`bench`) and model variants (`bench-accuracy`)."""

@@ -36,17 +36,20 @@ def square_box(box: tuple[int, int, int, int], margin: float) -> tuple[int, int,
 
 def crop_face(image: np.ndarray, box: tuple[int, int, int, int], contract: Contract) -> np.ndarray:
     """Grey uint8 (S, S) crop for the model; parts outside the frame are edge-replicated."""
-    gray = to_gray(image)
-    x0, y0, side = square_box(box, contract.margin)
-    h, w = gray.shape
-    # Pad only as far as the square leaves the frame, so a face at the border keeps its size.
-    pad = max(0, -x0, -y0, x0 + side - w, y0 + side - h)
-    if pad:
-        gray = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        x0, y0 = x0 + pad, y0 + pad
-    patch = gray[y0 : y0 + side, x0 : x0 + side]
-    size = contract.input_size
-    interp = cv2.INTER_AREA if side >= size else cv2.INTER_LINEAR
     if contract.interpolation != "area":
         raise ValueError(f"unknown interpolation {contract.interpolation!r} in model contract")
-    return cv2.resize(patch, (size, size), interpolation=interp)
+    x0, y0, side = square_box(box, contract.margin)
+    h, w = image.shape[:2]
+    # Cut first and convert only the face to grey: at 720p that is 50x less colour conversion.
+    top, left = max(0, -y0), max(0, -x0)
+    bottom, right = max(0, y0 + side - h), max(0, x0 + side - w)
+    patch = image[max(0, y0) : min(h, y0 + side), max(0, x0) : min(w, x0 + side)]
+    if patch.size == 0:
+        raise ValueError(f"face box {box} lies outside the {w}x{h} frame")
+    if top or bottom or left or right:
+        # Replicate the edge so a face at the border keeps its size and position in the crop.
+        patch = cv2.copyMakeBorder(patch, top, bottom, left, right, cv2.BORDER_REPLICATE)
+    gray = to_gray(patch)
+    size = contract.input_size
+    interp = cv2.INTER_AREA if side >= size else cv2.INTER_LINEAR
+    return cv2.resize(gray, (size, size), interpolation=interp)

@@ -94,7 +94,7 @@ def run_stage1(cfg: Stage1Config) -> dict:
         x_va, y_va = x_va[keep], y_va[keep]
     log.info("train %d images, PublicTest %d, classes %s", len(y_tr), len(y_va), ", ".join(labels))
 
-    weights = balanced_class_weights(y_tr, k) if cfg.class_weights else np.ones(k)
+    weights = balanced_class_weights(y_tr, k) ** cfg.class_weight_power if cfg.class_weights else np.ones(k)
     train_ds = make_dataset(x_tr, y_tr, k, cfg.batch_size, True, cfg.seed, cfg.augment,
                             sample_weights=weights[y_tr])
     val_ds = make_dataset(x_va, y_va, k, 256, False)
@@ -137,6 +137,7 @@ def run_stage1(cfg: Stage1Config) -> dict:
               "epochs_run": epochs_run, "best_epoch": best_epoch, "wall_seconds": round(wall, 1),
               "train_images": int(len(y_tr)), "data_source": data.source,
               "data_sha256": data.sha256, "skipped_images": list(data.skipped),
+              "class_weights": [round(float(w), 4) for w in weights],
               "params": int(net.count_params()), "versions": versions(),
               "tf_threads": {"intra": tf.config.threading.get_intra_op_parallelism_threads(),
                              "inter": tf.config.threading.get_inter_op_parallelism_threads()},

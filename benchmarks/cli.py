@@ -1,0 +1,139 @@
+"""`fer-edge bench` and `fer-edge bench-accuracy`; also `python -m benchmarks bench ...`.
+
+Importing this module imports nothing heavy: `fer-edge` builds its parser from it on every call,
+and on a Pi there is no TensorFlow, matplotlib, psutil or tqdm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from edge.cli import positive_int
+from edge.errors import ConfigError, FerEdgeError, ModelError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_VIDEO = PROJECT_ROOT.parent / "shared" / "media" / "obama_face2face-demo_1280x720_30fps.mp4"
+MODELS = PROJECT_ROOT / "models"
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers such as 1,2, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive numbers such as 1,2, got {text!r}")
+    return values
+
+
+def add_bench_parsers(sub) -> None:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = sub.add_parser("bench", formatter_class=fmt,
+                       help="runtime FPS and per-stage latency of configurations on a video")
+    p.add_argument("--source", default=str(DEFAULT_VIDEO),
+                   help="video file (or camera index / picamera) every configuration reads")
+    p.add_argument("--model", default=str(MODELS / "fer_int8.tflite"),
+                   help="the model of the default configuration")
+    p.add_argument("--float_model", default=str(MODELS / "fer_float32.tflite"),
+                   help="model of the float32 configuration (skipped when missing)")
+    p.add_argument("--yunet_model", default=None,
+                   help="YuNet .onnx (None = models/, then ../shared/models/)")
+    p.add_argument("--frames", type=non_negative_int, default=0,
+                   help="frames timed per configuration (0 = the whole video)")
+    p.add_argument("--warmup", type=non_negative_int, default=20,
+                   help="frames run before timing starts, per configuration")
+    p.add_argument("--configs", default="",
+                   help="comma list of configurations ('' = the standard set; `--configs list` "
+                        "shows them)")
+    p.add_argument("--baseline_frames", type=non_negative_int, default=100,
+                   help="frames timed for the slow original approach (0 = skip it)")
+    p.add_argument("--out", default=str(PROJECT_ROOT / "benchmarks" / "results"),
+                   help="results root; files go to OUT/<machine>-<YYYYMMDD>/")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("bench-accuracy", formatter_class=fmt,
+                       help="every model variant: accuracy, size and latency -> a table")
+    p.add_argument("--data", default="", help="FER2013 zip/folder/csv ('' = $DATA or ../shared)")
+    p.add_argument("--models", default=str(MODELS), help="folder holding the model variants")
+    p.add_argument("--threads", type=int_list, default="1,2",
+                   help="interpreter thread counts to time, comma separated")
+    p.add_argument("--runs", type=positive_int, default=300,
+                   help="timed batch-1 invokes per model and thread count")
+    p.add_argument("--out", default=str(PROJECT_ROOT / "benchmarks" / "results"),
+                   help="results root; files go to OUT/<machine>-<YYYYMMDD>/")
+    p.set_defaults(func=cmd_bench_accuracy)
+
+
+def select_configs(args) -> list:
+    from benchmarks.pipeline import standard_configs
+
+    known, default = standard_configs(args.model, args.float_model, args.yunet_model)
+    names = [n.strip() for n in args.configs.split(",") if n.strip()] or default
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"--configs {args.configs}: unknown {', '.join(unknown)}; choose from "
+                          f"{', '.join(known)}")
+    return [known[n] for n in names]
+
+
+def cmd_bench(args) -> int:
+    from benchmarks.pipeline import run_benchmark
+    from benchmarks.report import pipeline_markdown, write_pipeline_results
+
+    if args.configs.strip() == "list":
+        from benchmarks.pipeline import standard_configs
+
+        known, default = standard_configs(args.model, args.float_model, args.yunet_model)
+        for name, cfg in known.items():
+            print(f"{name:16} {cfg.describe()}{'' if name in default else '  (not by default)'}")
+        return 0
+    configs = select_configs(args)
+    if any(c.name == "default" for c in configs) and not Path(args.model).is_file():
+        raise ModelError(f"--model {args.model}: not found; train and convert one with "
+                         "`make train convert`, or pass --model PATH")
+    result, samples = run_benchmark(configs, args.source, args.frames, args.warmup,
+                                    args.baseline_frames)
+    written = write_pipeline_results(result, samples, args.out)
+    print(pipeline_markdown(result))
+    print("wrote " + ", ".join(str(p) for p in written))
+    failed = [n for n, r in result["configs"].items() if "error" in r]
+    return 1 if failed else 0
+
+
+def cmd_bench_accuracy(args) -> int:
+    from benchmarks.accuracy import accuracy_markdown, run_accuracy, write_accuracy_results
+
+    result = run_accuracy(args.models, args.data, threads=args.threads, runs=args.runs)
+    written = write_accuracy_results(result, args.out)
+    print(accuracy_markdown(result))
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 1 if any("error" in r for r in result["variants"].values()) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--log_level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_bench_parsers(sub)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except FerEdgeError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,92 @@
+"""PNG plots of benchmark results. matplotlib is optional (a Pi has only the edge extra): without
+it every function returns None and the JSON and Markdown results are still written."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from edge.contract import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only; never open a window
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib not installed: no plots (pip install matplotlib)")
+        return None
+    return plt
+
+
+def _save(plt, fig, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def stage_latency_plot(samples: dict[str, list[float]], title: str, path: Path) -> Path | None:
+    """Box per stage (ms, log scale; whiskers at p1 and p99)."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    names = list(samples)
+    # Log scale: stages span microseconds (smoothing) to tens of milliseconds (detection).
+    data = [np.maximum(np.asarray(samples[n]) * 1000.0, 1e-4) for n in names]
+    fig, ax = plt.subplots(figsize=(1.3 * len(names) + 2, 4.5))
+    ax.boxplot(data, whis=(1, 99), showmeans=True, flierprops={"markersize": 2, "alpha": 0.4})
+    ax.set_xticks(range(1, len(names) + 1), names)
+    ax.set_yscale("log")
+    ax.set_ylabel("ms per frame (log)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", which="both", alpha=0.3)
+    return _save(plt, fig, path)
+
+
+def fps_plot(fps: dict[str, float], title: str, path: Path, highlight: str = "default"
+             ) -> Path | None:
+    """Horizontal bar per configuration, its FPS written at the end of the bar."""
+    plt = _pyplot()
+    if plt is None or not fps:
+        return None
+    names = list(fps)[::-1]  # first configuration at the top
+    values = [fps[n] for n in names]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
+    colors = ["tab:orange" if n == highlight else "tab:blue" for n in names]
+    bars = ax.barh(names, values, color=colors)
+    ax.bar_label(bars, labels=[f"{v:.1f}" for v in values], padding=3, fontsize=8)
+    ax.set_xlabel("frames per second (end to end)")
+    ax.set_xlim(0, max(values) * 1.15)
+    ax.set_title(title, fontsize=10)
+    return _save(plt, fig, path)
+
+
+def confusion_plot(report: dict, title: str, path: Path) -> Path | None:
+    """Row-normalised confusion matrix (rows = true class) with counts in each cell."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    counts = np.asarray(report["confusion"], dtype=np.int64)
+    labels = report["labels"]
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, f"{counts[i, j]}\n{rates[i, j]:.0%}", ha="center", va="center",
+                    fontsize=7, color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=10)
+    return _save(plt, fig, path)

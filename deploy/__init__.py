@@ -1,0 +1,1 @@
+"""Raspberry Pi deployment of the edge runtime (`make deploy`); see deploy/README-section.md."""

@@ -1,0 +1,5 @@
+import sys
+
+from deploy.deploy import main
+
+sys.exit(main())

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the system packages tests/test_deploy.py needs on a Debian machine (CI, a dev box):
+# an OpenSSH server and client (the loopback "Pi"), rsync (the transfer), make (both
+# Makefiles), python3-venv (the "Pi" builds its venv) and systemd's analyzer (unit checks).
+# Idempotent: apt-get update runs only when a package is missing, so a warm machine spends
+# no time here. Needs root (CI runs as root).
+set -euo pipefail
+
+wanted=(openssh-server openssh-client rsync make python3-venv systemd)
+
+missing=()
+for pkg in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "ci-system-deps: all present (${wanted[*]})"
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "ci-system-deps: error: need root to install: ${missing[*]}" >&2
+    exit 1
+fi
+
+echo "ci-system-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# Without an init system the package scripts cannot start sshd as a service, which is what
+# the test wants: it runs its own sshd on a free port.
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "ci-system-deps: installed ${missing[*]}"

@@ -1,0 +1,266 @@
+"""The benchmark harness on a real video with a real model: structure of the results, files
+written, failures recorded instead of raised, and no TensorFlow needed on a device.
+
+No performance numbers are asserted: these tests run on loaded CI machines.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import INT8, ROOT
+
+from benchmarks.accuracy import accuracy_markdown, int8_vs_float32, latency, write_accuracy_results
+from benchmarks.cli import main
+from benchmarks.pipeline import BenchConfig, run_benchmark, runtime_defaults, standard_configs
+from benchmarks.report import pipeline_markdown
+from benchmarks.system import machine_info, machine_slug
+from fer_edge.metrics import classification_report
+
+PIPELINE_STAGES = {"capture", "detect", "preprocess", "inference", "smoothing", "output", "total"}
+STAT_KEYS = {"p50_ms", "p90_ms", "p99_ms", "mean_ms"}
+
+
+def has_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def bench_model(tmp_path_factory) -> Path:
+    """The shipped int8 model, or a tiny float32 one made with the project's own converter."""
+    if INT8.is_file() and Path(f"{INT8}.json").is_file():
+        return INT8
+    pytest.importorskip("tensorflow")
+    from convert.tflite import convert_variant
+    from edge.contract import Contract, write_contract
+    from train.config import ModelConfig
+    from train.model import build_model, inference_model
+
+    net = build_model(ModelConfig(backbone_weights="none", head_filters=(8,)))
+    path = tmp_path_factory.mktemp("bench_model") / "fer_float32.tflite"
+    path.write_bytes(convert_variant(inference_model(net), "float32", None))
+    write_contract(path, Contract())
+    return path
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(bench_model, video, tmp_path_factory):
+    """One short run of three configurations through the CLI, as a user runs it."""
+    out = tmp_path_factory.mktemp("bench")
+    rc = main(["bench", "--source", str(video), "--model", str(bench_model), "--frames", "20",
+               "--warmup", "5", "--configs", "default,haar,decode", "--out", str(out)])
+    assert rc == 0
+    (folder,) = out.iterdir()
+    return folder, json.loads((folder / "pipeline.json").read_text())
+
+
+def test_bench_times_every_stage_of_each_configuration(pipeline_run):
+    _, result = pipeline_run
+    assert list(result["configs"]) == ["default", "haar", "decode"]
+    for name in ("default", "haar"):
+        r = result["configs"][name]
+        assert set(r["stages"]) == PIPELINE_STAGES, name
+        for stage, stats in r["stages"].items():
+            assert STAT_KEYS <= set(stats), (name, stage)
+            assert stats["n"] == 20
+            assert 0 <= stats["p50_ms"] <= stats["p90_ms"] <= stats["p99_ms"] <= stats["max_ms"]
+        assert r["frames"] == 20 and r["fps"] > 0 and r["cpu_percent"] > 0
+        assert r["frames_with_face"] > 0  # the woman is in every frame of this video
+        assert r["config"]["detector"] == name.replace("default", "yunet")
+    decode = result["configs"]["decode"]
+    assert set(decode["stages"]) == {"capture"} and decode["fps"] > 0
+
+
+def test_default_configuration_follows_the_runtime_defaults(pipeline_run):
+    d = runtime_defaults()
+    cfg = pipeline_run[1]["configs"]["default"]["config"]
+    assert (cfg["detector"], cfg["detect_width"], cfg["detect_every"], cfg["threads"]) == (
+        d.detector, d.detect_width, d.detect_every, d.threads)
+
+
+def test_bench_records_machine_software_and_video(pipeline_run):
+    folder, result = pipeline_run
+    m = result["machine"]
+    assert m["cpu"] and m["cores"] >= 1 and m["python"] and m["platform"]
+    assert folder.name.startswith(m["slug"] + "-") and folder.name[-8:].isdigit()
+    assert result["software"]["interpreter"] and result["software"]["opencv"]
+    v = result["video"]
+    assert (v["width"], v["height"], v["frame_count"]) == (854, 480, 383)
+    assert result["settings"]["frames"] == 20 and result["settings"]["warmup"] == 5
+
+
+def test_bench_writes_json_markdown_and_plots(pipeline_run):
+    folder, result = pipeline_run
+    md = (folder / "pipeline.md").read_text()
+    for name in result["configs"]:
+        assert f"| {name} |" in md
+    assert "| inference |" in md  # the per-stage table of the default configuration
+    pngs = {p.name for p in folder.glob("*.png")}
+    assert pngs == ({"pipeline_fps.png", "pipeline_stages.png"} if has_matplotlib() else set())
+    assert not list(folder.glob(".*"))  # no temporary files left behind
+
+
+def test_a_failing_configuration_is_recorded_and_the_others_still_run(bench_model, video):
+    known, _ = standard_configs(str(bench_model), "")
+    configs = [replace(known["default"], name="bad_detector", detector="nope"),
+               replace(known["default"], name="no_model", model=str(bench_model) + ".missing"),
+               known["decode"]]
+    result, samples = run_benchmark(configs, str(video), frames=5, warmup=0, baseline_frames=0)
+    r = result["configs"]
+    assert "nope" in r["bad_detector"]["error"]
+    assert "not found" in r["no_model"]["skipped"]
+    assert r["decode"]["fps"] > 0 and set(samples) == {"decode"}
+    assert "| bad_detector |" in pipeline_markdown(result)
+
+
+def test_configuration_set_and_selection(bench_model, tmp_path, capsys):
+    known, default = standard_configs(str(bench_model), "float.tflite")
+    assert {"default", "float32", "haar", "detect_every_1", "threads_2", "decode",
+            "baseline"} <= set(default)
+    assert known["float32"].model == "float.tflite" and known["threads_2"].threads == 2
+    assert main(["bench", "--configs", "default,nope", "--model", str(bench_model)]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_baseline_is_skipped_without_tensorflow(bench_model, video, monkeypatch):
+    for name in ("keras", "tensorflow"):
+        monkeypatch.setitem(sys.modules, name, None)  # makes `import` raise ImportError
+    result, _ = run_benchmark([BenchConfig("baseline", "baseline")], str(video), frames=3,
+                              warmup=0, baseline_frames=3)
+    assert "TensorFlow" in result["configs"]["baseline"]["skipped"]
+    assert "speedup_vs_baseline" not in result
+
+
+def test_baseline_original_approach_and_ratio(bench_model, video):
+    pytest.importorskip("tensorflow")
+    known, _ = standard_configs(str(bench_model), "")
+    result, _ = run_benchmark([known["baseline"], known["default"]], str(video), frames=20,
+                              warmup=2, baseline_frames=3)
+    assert list(result["configs"]) == ["default", "baseline"]  # the baseline always runs last
+    base = result["configs"]["baseline"]
+    assert base["frames"] == 3 and base["fps"] > 0 and base["tensorflow"]
+    assert {"detect", "preprocess", "inference", "output"} <= set(base["stages"])
+    assert result["speedup_vs_baseline"] == pytest.approx(
+        result["configs"]["default"]["fps"] / base["fps"], rel=0.01)
+    assert "original approach" in pipeline_markdown(result)
+
+
+def test_bench_runs_without_tensorflow_or_optional_packages(bench_model, video, tmp_path):
+    """What a Raspberry Pi has: edge/ and benchmarks/ with the edge extra, nothing else."""
+    blocked = ("tensorflow", "keras", "tf_keras", "train", "convert", "fer_edge", "matplotlib",
+               "psutil", "tqdm")
+    code = (
+        "import sys\n"
+        f"for m in {blocked!r}: sys.modules[m] = None\n"
+        "from benchmarks.cli import main\n"
+        f"rc = main(['bench', '--source', {str(video)!r}, '--model', {str(bench_model)!r},"
+        f" '--configs', 'default,baseline', '--frames', '5', '--warmup', '0',"
+        f" '--baseline_frames', '2', '--out', {str(tmp_path)!r}])\n"
+        "sys.exit(rc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (folder,) = tmp_path.iterdir()
+    result = json.loads((folder / "pipeline.json").read_text())
+    assert result["configs"]["default"]["fps"] > 0
+    assert "skipped" in result["configs"]["baseline"]
+    assert (folder / "pipeline.md").is_file() and not list(folder.glob("*.png"))
+
+
+def test_machine_slug():
+    assert machine_slug("Intel(R) Xeon(R) Platinum 8480C", 2) == "intel-xeon-8480c-2c"
+    assert machine_slug("Raspberry Pi 5 Model B Rev 1.0", 4) == "raspberry-pi-5-model-b-4c"
+    assert machine_slug("AMD Ryzen 7 5800X 8-Core Processor", 16) == "amd-ryzen-7-5800x-16c"
+    assert machine_slug("Intel(R) Core(TM) i7-1165G7 @ 2.80GHz", 8) == "intel-core-i7-1165g7-8c"
+    assert machine_info()["slug"].endswith("c")
+
+
+def fake_report(labels, n, correct, seed):
+    """A real classification report of predictions that are right with probability `correct`."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, len(labels), n)
+    pred = np.where(rng.random(n) < correct, y, rng.integers(0, len(labels), n))
+    return classification_report(y, pred, labels)
+
+
+def fake_accuracy_result():
+    labels = ("neutral", "happy", "sad", "angry", "surprise")
+    variants = {}
+    for i, (name, size, correct) in enumerate(
+            [("fer_float32.tflite", 2_000_000, 0.7), ("fer_int8.tflite", 500_000, 0.65),
+             ("fer_mnv2.keras", 6_000_000, 0.7)]):
+        v = {"file": name, "bytes": size, "public": fake_report(labels, 300, correct, i),
+             "private": fake_report(labels, 300, correct, 10 + i)}
+        if name.endswith(".tflite"):
+            v["latency"] = {"1": {"p50_ms": 1.5, "p90_ms": 2.0},
+                            "2": {"p50_ms": 1.0, "p90_ms": 1.4}}
+        variants[name] = v
+    variants["fer_float16.tflite"] = {"file": "fer_float16.tflite", "bytes": 1_000_000,
+                                      "errors": {"private": "DataError: broken"}}
+    result = {"created": "2026-01-01T00:00:00", "machine": machine_info(),
+              "software": {"interpreter": "ai-edge-litert", "interpreter_version": "2",
+                           "opencv": "4", "numpy": "2"},
+              "data": {"source": "archive.zip", "sha256": "0" * 64},
+              "settings": {"threads": [1, 2], "runs": 300, "warmup": 30}, "variants": variants}
+    result["int8_vs_float32"] = int8_vs_float32(variants)
+    return result
+
+
+def test_accuracy_table_lists_every_variant_and_the_int8_comparison(tmp_path):
+    result = fake_accuracy_result()
+    v = result["variants"]
+    cmp = result["int8_vs_float32"]
+    assert cmp["size_ratio"] == 4.0
+    expected = 100 * (v["fer_int8.tflite"]["private"]["accuracy"]
+                      - v["fer_float32.tflite"]["private"]["accuracy"])
+    assert cmp["private_accuracy_points"] == pytest.approx(expected, abs=0.01)
+    md = accuracy_markdown(result)
+    header = next(line for line in md.splitlines() if line.startswith("| variant"))
+    for col in ("file KiB", "PublicTest acc", "PrivateTest acc", "macro-F1 (private)",
+                "recall neutral", "recall surprise", "1 thread", "2 threads"):
+        assert col in header
+    rows = {line.split("|")[1].strip(): line
+            for line in md.splitlines() if line.startswith("| fer_")}
+    assert set(rows) == set(v)
+    assert rows["fer_int8.tflite"].count("|") == header.count("|")
+    assert "1.50 / 2.00" in rows["fer_int8.tflite"] and "–" in rows["fer_mnv2.keras"]
+    assert "4.0x smaller" in md and f"{expected:+.2f} points" in md
+    assert "DataError: broken" in md
+    written = write_accuracy_results(result, tmp_path)
+    names = {p.name for p in written}
+    assert {"accuracy.json", "accuracy.md"} <= names
+    if has_matplotlib():
+        assert {"confusion_fer_int8.png", "confusion_fer_float32.png",
+                "confusion_fer_mnv2.png"} <= names
+
+
+def test_latency_of_a_tflite_model(bench_model):
+    stats = latency(bench_model, threads=1, runs=20, warmup=2)
+    assert stats["n"] == 20 and 0 < stats["p50_ms"] <= stats["p90_ms"]
+
+
+def test_bench_accuracy_on_fer2013(bench_model, archive, tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    for suffix in ("", ".json"):  # fer_int8 or fer_float32: both are variant names
+        src = Path(f"{bench_model}{suffix}")
+        (models / src.name).write_bytes(src.read_bytes())
+    rc = main(["bench-accuracy", "--data", str(archive), "--models", str(models), "--runs", "20",
+               "--threads", "1", "--out", str(tmp_path / "out")])
+    assert rc == 0
+    (folder,) = (tmp_path / "out").iterdir()
+    result = json.loads((folder / "accuracy.json").read_text())
+    v = result["variants"][bench_model.name]
+    assert v["public"]["n"] > 3000 and v["private"]["n"] > 3000
+    assert 0 <= v["private"]["accuracy"] <= 1 and v["latency"]["1"]["n"] == 20
