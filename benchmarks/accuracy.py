@@ -26,8 +26,13 @@ from edge.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-VARIANT_FILES = ("fer_float32.tflite", "fer_float16.tflite", "fer_dynamic.tflite",
-                 "fer_int8.tflite", "fer_mnv2.keras")
+VARIANT_FILES = (
+    "fer_float32.tflite",
+    "fer_float16.tflite",
+    "fer_dynamic.tflite",
+    "fer_int8.tflite",
+    "fer_mnv2.keras",
+)
 SPLITS = {"public": "PublicTest", "private": "PrivateTest"}
 LATENCY_WARMUP = 30  # invokes before timing: first calls allocate and pick kernels
 
@@ -36,8 +41,10 @@ def find_variants(models: str | Path) -> list[Path]:
     folder = Path(models)
     found = [folder / name for name in VARIANT_FILES if (folder / name).is_file()]
     if not found:
-        raise ModelError(f"--models {models}: none of {', '.join(VARIANT_FILES)} is there; run "
-                         "`make train convert` or pass the folder that holds them")
+        raise ModelError(
+            f"--models {models}: none of {', '.join(VARIANT_FILES)} is there; run "
+            "`make train convert` or pass the folder that holds them"
+        )
     return found
 
 
@@ -82,8 +89,9 @@ def bench_variant(model: Path, data: str, threads: tuple[int, ...], runs: int) -
     return entry
 
 
-def run_accuracy(models: str | Path, data: str = "", threads: tuple[int, ...] = (1, 2),
-                 runs: int = 300) -> dict:
+def run_accuracy(
+    models: str | Path, data: str = "", threads: tuple[int, ...] = (1, 2), runs: int = 300
+) -> dict:
     from train.data import load_fer2013
 
     variants = find_variants(models)
@@ -113,11 +121,15 @@ def int8_vs_float32(variants: dict) -> dict | None:
     a, b = variants.get("fer_int8.tflite"), variants.get("fer_float32.tflite")
     if not a or not b:
         return None
-    out = {"size_ratio": round(b["bytes"] / a["bytes"], 2), "int8_kib": round(a["bytes"] / 1024),
-           "float32_kib": round(b["bytes"] / 1024)}
+    out = {
+        "size_ratio": round(b["bytes"] / a["bytes"], 2),
+        "int8_kib": round(a["bytes"] / 1024),
+        "float32_kib": round(b["bytes"] / 1024),
+    }
     if "private" in a and "private" in b:
         out["private_accuracy_points"] = round(
-            100.0 * (a["private"]["accuracy"] - b["private"]["accuracy"]), 2)
+            100.0 * (a["private"]["accuracy"] - b["private"]["accuracy"]), 2
+        )
     return out
 
 
@@ -126,21 +138,36 @@ def accuracy_markdown(result: dict) -> str:
     variants = result["variants"]
     labels = next((v["private"]["labels"] for v in variants.values() if "private" in v), [])
     threads = result["settings"]["threads"]
-    cols = ["variant", "file KiB", "PublicTest acc", "PrivateTest acc", "macro-F1 (private)",
-            *(f"recall {lb}" for lb in labels),
-            *(f"p50 / p90 ms, {t} thread{'s' if t > 1 else ''}" for t in threads)]
+    cols = [
+        "variant",
+        "file KiB",
+        "PublicTest acc",
+        "PrivateTest acc",
+        "macro-F1 (private)",
+        *(f"recall {lb}" for lb in labels),
+        *(f"p50 / p90 ms, {t} thread{'s' if t > 1 else ''}" for t in threads),
+    ]
     lines = header_lines(result, "Model variants")
     data = result["data"]
-    lines += [f"- data: {Path(data['source']).name} (sha256 {data['sha256'][:12]}); recall is on "
-              "PrivateTest", f"- latency: batch-1 `Classifier.predict` (quantise + invoke), "
-              f"{result['settings']['runs']} runs after {result['settings']['warmup']} warm-up", "",
-              "| " + " | ".join(cols) + " |",
-              "|" + "|".join(["---"] + ["---:"] * (len(cols) - 1)) + "|"]
+    lines += [
+        f"- data: {Path(data['source']).name} (sha256 {data['sha256'][:12]}); recall is on "
+        "PrivateTest",
+        f"- latency: batch-1 `Classifier.predict` (quantise + invoke), "
+        f"{result['settings']['runs']} runs after {result['settings']['warmup']} warm-up",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(cols) - 1)) + "|",
+    ]
     for name, v in variants.items():
         pub, priv = v.get("public"), v.get("private")
-        cells = [name, f"{v['bytes'] / 1024:.0f}", _pct(pub, "accuracy"), _pct(priv, "accuracy"),
-                 f"{priv['macro_f1']:.3f}" if priv else "–",
-                 *(_pct(priv["per_class"].get(lb) if priv else None, "recall") for lb in labels)]
+        cells = [
+            name,
+            f"{v['bytes'] / 1024:.0f}",
+            _pct(pub, "accuracy"),
+            _pct(priv, "accuracy"),
+            f"{priv['macro_f1']:.3f}" if priv else "–",
+            *(_pct(priv["per_class"].get(lb) if priv else None, "recall") for lb in labels),
+        ]
         for t in threads:
             lat = v.get("latency", {}).get(str(t))
             cells.append(f"{lat['p50_ms']:.2f} / {lat['p90_ms']:.2f}" if lat else "–")
@@ -151,8 +178,10 @@ def accuracy_markdown(result: dict) -> str:
         lines.append("Images: " + ", ".join(f"{SPLITS[s]} {k}" for s, k in n.items()) + ".")
     cmp = result.get("int8_vs_float32")
     if cmp:
-        text = (f"int8 vs float32: {cmp['size_ratio']:.1f}x smaller file ({cmp['int8_kib']} vs "
-                f"{cmp['float32_kib']} KiB)")
+        text = (
+            f"int8 vs float32: {cmp['size_ratio']:.1f}x smaller file ({cmp['int8_kib']} vs "
+            f"{cmp['float32_kib']} KiB)"
+        )
         if "private_accuracy_points" in cmp:
             text += f", PrivateTest accuracy {cmp['private_accuracy_points']:+.2f} points"
         lines.append(f"**{text}.**")

@@ -38,39 +38,83 @@ def int_list(text: str) -> tuple[int, ...]:
 
 def add_bench_parsers(sub) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = sub.add_parser("bench", formatter_class=fmt,
-                       help="runtime FPS and per-stage latency of configurations on a video")
-    p.add_argument("--source", default=str(DEFAULT_VIDEO),
-                   help="video file (or camera index / picamera) every configuration reads")
-    p.add_argument("--model", default=str(MODELS / "fer_int8.tflite"),
-                   help="the model of the default configuration")
-    p.add_argument("--float_model", default=str(MODELS / "fer_float32.tflite"),
-                   help="model of the float32 configuration (skipped when missing)")
-    p.add_argument("--yunet_model", default=None,
-                   help="YuNet .onnx (None = models/, then ../shared/models/)")
-    p.add_argument("--frames", type=non_negative_int, default=0,
-                   help="frames timed per configuration (0 = the whole video)")
-    p.add_argument("--warmup", type=non_negative_int, default=20,
-                   help="frames run before timing starts, per configuration")
-    p.add_argument("--configs", default="",
-                   help="comma list of configurations ('' = the standard set; `--configs list` "
-                        "shows them)")
-    p.add_argument("--baseline_frames", type=non_negative_int, default=100,
-                   help="frames timed for the slow original approach (0 = skip it)")
-    p.add_argument("--out", default=str(PROJECT_ROOT / "benchmarks" / "results"),
-                   help="results root; files go to OUT/<machine>-<YYYYMMDD>/")
+    p = sub.add_parser(
+        "bench",
+        formatter_class=fmt,
+        help="runtime FPS and per-stage latency of configurations on a video",
+    )
+    p.add_argument(
+        "--source",
+        default=str(DEFAULT_VIDEO),
+        help="video file (or camera index / picamera) every configuration reads",
+    )
+    p.add_argument(
+        "--model",
+        default=str(MODELS / "fer_int8.tflite"),
+        help="the model of the default configuration",
+    )
+    p.add_argument(
+        "--float_model",
+        default=str(MODELS / "fer_float32.tflite"),
+        help="model of the float32 configuration (skipped when missing)",
+    )
+    p.add_argument(
+        "--yunet_model", default=None, help="YuNet .onnx (None = models/, then ../shared/models/)"
+    )
+    p.add_argument(
+        "--frames",
+        type=non_negative_int,
+        default=0,
+        help="frames timed per configuration (0 = the whole video)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=non_negative_int,
+        default=20,
+        help="frames run before timing starts, per configuration",
+    )
+    p.add_argument(
+        "--configs",
+        default="",
+        help="comma list of configurations ('' = the standard set; `--configs list` shows them)",
+    )
+    p.add_argument(
+        "--baseline_frames",
+        type=non_negative_int,
+        default=100,
+        help="frames timed for the slow original approach (0 = skip it)",
+    )
+    p.add_argument(
+        "--out",
+        default=str(PROJECT_ROOT / "benchmarks" / "results"),
+        help="results root; files go to OUT/<machine>-<YYYYMMDD>/",
+    )
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("bench-accuracy", formatter_class=fmt,
-                       help="every model variant: accuracy, size and latency -> a table")
+    p = sub.add_parser(
+        "bench-accuracy",
+        formatter_class=fmt,
+        help="every model variant: accuracy, size and latency -> a table",
+    )
     p.add_argument("--data", default="", help="FER2013 zip/folder/csv ('' = $DATA or ../shared)")
     p.add_argument("--models", default=str(MODELS), help="folder holding the model variants")
-    p.add_argument("--threads", type=int_list, default="1,2",
-                   help="interpreter thread counts to time, comma separated")
-    p.add_argument("--runs", type=positive_int, default=300,
-                   help="timed batch-1 invokes per model and thread count")
-    p.add_argument("--out", default=str(PROJECT_ROOT / "benchmarks" / "results"),
-                   help="results root; files go to OUT/<machine>-<YYYYMMDD>/")
+    p.add_argument(
+        "--threads",
+        type=int_list,
+        default="1,2",
+        help="interpreter thread counts to time, comma separated",
+    )
+    p.add_argument(
+        "--runs",
+        type=positive_int,
+        default=300,
+        help="timed batch-1 invokes per model and thread count",
+    )
+    p.add_argument(
+        "--out",
+        default=str(PROJECT_ROOT / "benchmarks" / "results"),
+        help="results root; files go to OUT/<machine>-<YYYYMMDD>/",
+    )
     p.set_defaults(func=cmd_bench_accuracy)
 
 
@@ -81,8 +125,10 @@ def select_configs(args) -> list:
     names = [n.strip() for n in args.configs.split(",") if n.strip()] or default
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ConfigError(f"--configs {args.configs}: unknown {', '.join(unknown)}; choose from "
-                          f"{', '.join(known)}")
+        raise ConfigError(
+            f"--configs {args.configs}: unknown {', '.join(unknown)}; choose from "
+            f"{', '.join(known)}"
+        )
     return [known[n] for n in names]
 
 
@@ -99,10 +145,13 @@ def cmd_bench(args) -> int:
         return 0
     configs = select_configs(args)
     if any(c.name == "default" for c in configs) and not Path(args.model).is_file():
-        raise ModelError(f"--model {args.model}: not found; train and convert one with "
-                         "`make train convert`, or pass --model PATH")
-    result, samples = run_benchmark(configs, args.source, args.frames, args.warmup,
-                                    args.baseline_frames)
+        raise ModelError(
+            f"--model {args.model}: not found; train and convert one with "
+            "`make train convert`, or pass --model PATH"
+        )
+    result, samples = run_benchmark(
+        configs, args.source, args.frames, args.warmup, args.baseline_frames
+    )
     written = write_pipeline_results(result, samples, args.out)
     print(pipeline_markdown(result))
     print("wrote " + ", ".join(str(p) for p in written))
@@ -121,15 +170,18 @@ def cmd_bench_accuracy(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--log_level", default="INFO",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_bench_parsers(sub)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         return int(args.func(args) or 0)
     except FerEdgeError as exc:

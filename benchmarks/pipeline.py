@@ -50,8 +50,10 @@ class BenchConfig:
             return DESCRIPTION
         precision = os.path.basename(self.model).removesuffix(".tflite").removeprefix("fer_")
         width = f"{self.detect_width} px" if self.detect_width else "full frame"
-        return (f"{precision}, {self.detector} at {width}, detect every {self.detect_every}, "
-                f"{self.threads} thread{'s' if self.threads > 1 else ''}")
+        return (
+            f"{precision}, {self.detector} at {width}, detect every {self.detect_every}, "
+            f"{self.threads} thread{'s' if self.threads > 1 else ''}"
+        )
 
     def to_json(self) -> dict:
         if self.kind != "pipeline":
@@ -68,12 +70,21 @@ def runtime_defaults() -> argparse.Namespace:
     return parser.parse_args([])
 
 
-def standard_configs(model: str, float_model: str, yunet_model: str | None = None
-                     ) -> tuple[dict[str, BenchConfig], list[str]]:
+def standard_configs(
+    model: str, float_model: str, yunet_model: str | None = None
+) -> tuple[dict[str, BenchConfig], list[str]]:
     """Every known configuration by name, and the names `fer-edge bench` runs by default."""
     d = runtime_defaults()
-    base = BenchConfig("default", "pipeline", str(model), d.detector, d.detect_width,
-                       d.detect_every, d.threads, yunet_model)
+    base = BenchConfig(
+        "default",
+        "pipeline",
+        str(model),
+        d.detector,
+        d.detect_width,
+        d.detect_every,
+        d.threads,
+        yunet_model,
+    )
     other = "haar" if base.detector == "yunet" else "yunet"
     every = 1 if base.detect_every != 1 else 2
     configs = [
@@ -151,18 +162,28 @@ def probe_source(spec: str) -> dict:
 def plan_frames(video: dict, frames: int, warmup: int) -> FramePlan:
     count = video.get("frame_count", 0)
     if video["live"] and not frames:
-        log.info("%s is live: timing %d frames (set --frames to change)", video["source"],
-                 LIVE_FRAMES)
+        log.info(
+            "%s is live: timing %d frames (set --frames to change)", video["source"], LIVE_FRAMES
+        )
         frames = LIVE_FRAMES
     loop = bool(frames and count and warmup + frames > count)
     if loop:
-        log.info("the video has %d frames: looping it to time %d after %d warm-up frames",
-                 count, frames, warmup)
+        log.info(
+            "the video has %d frames: looping it to time %d after %d warm-up frames",
+            count,
+            frames,
+            warmup,
+        )
     return FramePlan(video["source"], warmup, frames, loop)
 
 
-def run_benchmark(configs: list[BenchConfig], source: str, frames: int = 0, warmup: int = 20,
-                  baseline_frames: int = 100) -> tuple[dict, dict]:
+def run_benchmark(
+    configs: list[BenchConfig],
+    source: str,
+    frames: int = 0,
+    warmup: int = 20,
+    baseline_frames: int = 100,
+) -> tuple[dict, dict]:
     """Run each configuration on `source`; (result dict, raw stage samples per configuration).
 
     The baseline runs last whatever the order given: TensorFlow, once imported, stays in memory
@@ -196,8 +217,13 @@ def run_benchmark(configs: list[BenchConfig], source: str, frames: int = 0, warm
         "machine": machine_info(),
         "software": software_info(),
         "video": video,
-        "settings": {"frames": plan.frames, "warmup": warmup, "baseline_frames": base_frames,
-                     "loop": plan.loop, "output_stage": OUTPUT_STAGE},
+        "settings": {
+            "frames": plan.frames,
+            "warmup": warmup,
+            "baseline_frames": base_frames,
+            "loop": plan.loop,
+            "output_stage": OUTPUT_STAGE,
+        },
         "configs": results,
     }
     ratio = speedup(results)

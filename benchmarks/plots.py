@@ -52,8 +52,9 @@ def stage_latency_plot(samples: dict[str, list[float]], title: str, path: Path) 
     return _save(plt, fig, path)
 
 
-def fps_plot(fps: dict[str, float], title: str, path: Path, highlight: str = "default"
-             ) -> Path | None:
+def fps_plot(
+    fps: dict[str, float], title: str, path: Path, highlight: str = "default"
+) -> Path | None:
     """Horizontal bar per configuration, its FPS written at the end of the bar."""
     plt = _pyplot()
     if plt is None or not fps:
@@ -82,8 +83,15 @@ def confusion_plot(report: dict, title: str, path: Path) -> Path | None:
     ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(labels)):
         for j in range(len(labels)):
-            ax.text(j, i, f"{counts[i, j]}\n{rates[i, j]:.0%}", ha="center", va="center",
-                    fontsize=7, color="white" if rates[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{counts[i, j]}\n{rates[i, j]:.0%}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if rates[i, j] > 0.5 else "black",
+            )
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")

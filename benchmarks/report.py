@@ -22,11 +22,14 @@ def _optional(value, fmt: str = "{}") -> str:
 
 def header_lines(result: dict, title: str) -> list[str]:
     m, sw = result["machine"], result["software"]
-    lines = [f"# {title}: {m['slug']}, {result['created'][:10]}", "",
-             f"- machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, Python {m['python']}",
-             f"- interpreter: {sw.get('interpreter')} {sw.get('interpreter_version')}; "
-             f"OpenCV {sw.get('opencv')}; numpy {sw.get('numpy')}"
-             + (f"; TensorFlow {sw['tensorflow']}" if sw.get("tensorflow") else "")]
+    lines = [
+        f"# {title}: {m['slug']}, {result['created'][:10]}",
+        "",
+        f"- machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, Python {m['python']}",
+        f"- interpreter: {sw.get('interpreter')} {sw.get('interpreter_version')}; "
+        f"OpenCV {sw.get('opencv')}; numpy {sw.get('numpy')}"
+        + (f"; TensorFlow {sw['tensorflow']}" if sw.get("tensorflow") else ""),
+    ]
     return lines
 
 
@@ -36,13 +39,26 @@ def pipeline_markdown(result: dict) -> str:
     size = f"{v.get('width')}x{v.get('height')}"
     frames = f"{v['frame_count']} frames" if v.get("frame_count") else "live"
     timed = f"{s['frames']} frames" if s["frames"] else "every frame"
-    lines += [f"- video: {Path(v['source']).name} ({size}, {frames}); timed: {timed} after "
-              f"{s['warmup']} warm-up frames per configuration",
-              f"- output stage: {s['output_stage']}", ""]
-    cols = ["config", "what", "FPS", "ms/frame", *STAGE_COLUMNS, "CPU %", "peak RSS MiB",
-            "frames with a face"]
-    lines += ["| " + " | ".join(cols) + " |",
-              "|" + "|".join(["---", "---"] + ["---:"] * (len(cols) - 2)) + "|"]
+    lines += [
+        f"- video: {Path(v['source']).name} ({size}, {frames}); timed: {timed} after "
+        f"{s['warmup']} warm-up frames per configuration",
+        f"- output stage: {s['output_stage']}",
+        "",
+    ]
+    cols = [
+        "config",
+        "what",
+        "FPS",
+        "ms/frame",
+        *STAGE_COLUMNS,
+        "CPU %",
+        "peak RSS MiB",
+        "frames with a face",
+    ]
+    lines += [
+        "| " + " | ".join(cols) + " |",
+        "|" + "|".join(["---", "---"] + ["---:"] * (len(cols) - 2)) + "|",
+    ]
     for name, r in result["configs"].items():
         what = r["config"]["description"]
         if "fps" not in r:
@@ -50,29 +66,48 @@ def pipeline_markdown(result: dict) -> str:
             lines.append(f"| {name} | {what}; **{problem}** |" + " – |" * (len(cols) - 2))
             continue
         stages = r["stages"]
-        faces = (f"{r['face_fraction']:.0%} ({r['faces_per_frame']:.2f} faces/frame)"
-                 if "face_fraction" in r else "–")
-        cells = [name, what, f"{r['fps']:.1f}", f"{1000.0 / r['fps']:.1f}",
-                 *(_ms(stages.get(st)) for st in STAGE_COLUMNS),
-                 _optional(r.get("cpu_percent"), "{:.0f}"),
-                 _optional(r.get("peak_rss_mib"), "{:.0f}"), faces]
+        faces = (
+            f"{r['face_fraction']:.0%} ({r['faces_per_frame']:.2f} faces/frame)"
+            if "face_fraction" in r
+            else "–"
+        )
+        cells = [
+            name,
+            what,
+            f"{r['fps']:.1f}",
+            f"{1000.0 / r['fps']:.1f}",
+            *(_ms(stages.get(st)) for st in STAGE_COLUMNS),
+            _optional(r.get("cpu_percent"), "{:.0f}"),
+            _optional(r.get("peak_rss_mib"), "{:.0f}"),
+            faces,
+        ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Stage columns are the mean ms per frame: with detection every N frames the "
-              "detect mean is its cost spread over N frames. CPU % is process CPU time over wall "
-              "time (100% = one core busy).", ""]
+    lines += [
+        "",
+        "Stage columns are the mean ms per frame: with detection every N frames the "
+        "detect mean is its cost spread over N frames. CPU % is process CPU time over wall "
+        "time (100% = one core busy).",
+        "",
+    ]
     default = result["configs"].get("default", {})
     if "stages" in default:
-        lines += [f"Default configuration per stage, ms over {default['frames']} frames:", "",
-                  "| stage | p50 | p90 | p99 | mean | max |", "|---|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"Default configuration per stage, ms over {default['frames']} frames:",
+            "",
+            "| stage | p50 | p90 | p99 | mean | max |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for stage, st in default["stages"].items():
             cells = [_ms(st, k) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "max_ms")]
             lines.append(f"| {stage} | " + " | ".join(cells) + " |")
         lines.append("")
     base = result["configs"].get("baseline", {})
     if "speedup_vs_baseline" in result:
-        lines.append(f"**Default vs original approach: {result['speedup_vs_baseline']:.1f}x the "
-                     f"FPS** ({default['fps']:.1f} vs {base['fps']:.1f}). Original approach: "
-                     f"{base['note']}.")
+        lines.append(
+            f"**Default vs original approach: {result['speedup_vs_baseline']:.1f}x the "
+            f"FPS** ({default['fps']:.1f} vs {base['fps']:.1f}). Original approach: "
+            f"{base['note']}."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -84,11 +119,16 @@ def write_pipeline_results(result: dict, samples: dict, out_root: str | None) ->
     atomic_write_text(written[1], pipeline_markdown(result))
     fps = {n: r["fps"] for n, r in result["configs"].items() if "fps" in r}
     where = f"{result['machine']['slug']}, {Path(result['video']['source']).name}"
-    written.append(plots.fps_plot(fps, f"End-to-end FPS per configuration ({where})",
-                                  out / "pipeline_fps.png"))
+    written.append(
+        plots.fps_plot(fps, f"End-to-end FPS per configuration ({where})", out / "pipeline_fps.png")
+    )
     if "default" in samples:
         n = result["configs"]["default"]["frames"]
-        written.append(plots.stage_latency_plot(
-            samples["default"], f"Per-stage latency, default configuration ({where}, {n} frames;"
-            " whiskers p1-p99)", out / "pipeline_stages.png"))
+        written.append(
+            plots.stage_latency_plot(
+                samples["default"],
+                f"Per-stage latency, default configuration ({where}, {n} frames; whiskers p1-p99)",
+                out / "pipeline_stages.png",
+            )
+        )
     return [p for p in written if p is not None]

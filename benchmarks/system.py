@@ -36,8 +36,13 @@ def cpu_model() -> str:
     except OSError:
         info = {}
     info = {k.strip().lower(): v.strip() for k, v in info.items()}
-    return (info.get("model name") or info.get("hardware") or platform.processor()
-            or platform.machine() or "unknown")
+    return (
+        info.get("model name")
+        or info.get("hardware")
+        or platform.processor()
+        or platform.machine()
+        or "unknown"
+    )
 
 
 def machine_slug(cpu: str, cores: int) -> str:
@@ -77,8 +82,12 @@ def software_info() -> dict:
         _, package, version = load_interpreter_class()
     except FerEdgeError:
         package = version = None
-    info = {"interpreter": package, "interpreter_version": version, "opencv": cv2.__version__,
-            "numpy": np.__version__}
+    info = {
+        "interpreter": package,
+        "interpreter_version": version,
+        "opencv": cv2.__version__,
+        "numpy": np.__version__,
+    }
     tf = sys.modules.get("tensorflow")  # only when something (the baseline, a .keras) loaded it
     if tf is not None:
         info["tensorflow"] = tf.__version__
@@ -148,5 +157,12 @@ def progress_bar(total: int | None, desc: str):
         from tqdm import tqdm
     except ImportError:
         return _NoBar()
-    return tqdm(total=total or None, desc=desc, unit="frame", leave=False, file=sys.stderr,
-                disable=None, dynamic_ncols=True)
+    return tqdm(
+        total=total or None,
+        desc=desc,
+        unit="frame",
+        leave=False,
+        file=sys.stderr,
+        disable=None,
+        dynamic_ncols=True,
+    )

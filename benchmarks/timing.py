@@ -58,9 +58,11 @@ class Timed:
             **self.usage,
         }
         if faces:
-            out.update(frames_with_face=self.with_face,
-                       face_fraction=round(self.with_face / self.frames, 4),
-                       faces_per_frame=round(self.faces / self.frames, 3))
+            out.update(
+                frames_with_face=self.with_face,
+                face_fraction=round(self.with_face / self.frames, 4),
+                faces_per_frame=round(self.faces / self.frames, 3),
+            )
         out["stages"] = stages
         return out
 
@@ -73,8 +75,10 @@ def time_frames(plan: FramePlan, step: Step, desc: str) -> Timed:
     samples: dict[str, list[float]] = {"capture": []}
     frames = with_face = faces = 0
     try:
-        with open_source(plan.source, loop=plan.loop) as source, \
-                contextlib.closing(source.frames()) as it:
+        with (
+            open_source(plan.source, loop=plan.loop) as source,
+            contextlib.closing(source.frames()) as it,
+        ):
             for _ in range(plan.warmup):
                 frame = next(it, None)
                 if frame is None:
@@ -102,6 +106,8 @@ def time_frames(plan: FramePlan, step: Step, desc: str) -> Timed:
     finally:
         bar.close()
     if not frames:
-        raise BenchError(f"{plan.source}: no frames left to time after {plan.warmup} warm-up "
-                         "frames; use a longer video or a smaller --warmup")
+        raise BenchError(
+            f"{plan.source}: no frames left to time after {plan.warmup} warm-up "
+            "frames; use a longer video or a smaller --warmup"
+        )
     return Timed(samples, frames, t_end - t_start, with_face, faces, usage)

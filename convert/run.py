@@ -11,8 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from convert.tflite import (
-    ConvertConfig, contract_for, convert_variant, converter_versions,
-    load_keras, sha256_file, tflite_io_details, write_bytes_atomic,
+    ConvertConfig,
+    contract_for,
+    convert_variant,
+    converter_versions,
+    load_keras,
+    sha256_file,
+    tflite_io_details,
+    write_bytes_atomic,
 )
 from edge.classifier import Classifier
 from edge.contract import atomic_write_text, read_contract, write_contract
@@ -42,24 +48,33 @@ def run_convert(cfg: ConvertConfig) -> dict:
     x_pub, y_pub = data.select("public", base.labels)
     check_idx = stratified_subset(y_pub, cfg.check, cfg.seed)
     x_chk = x_pub[check_idx]
-    keras_top1 = model.predict(x_chk[..., None].astype(np.float32), batch_size=256, verbose=0).argmax(1)
+    keras_top1 = model.predict(
+        x_chk[..., None].astype(np.float32), batch_size=256, verbose=0
+    ).argmax(1)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     provenance_base = {
-        "source_model": model_path.name, "source_sha256": sha256_file(model_path),
-        "data_sha256": data.sha256, "versions": converter_versions(),
+        "source_model": model_path.name,
+        "source_sha256": sha256_file(model_path),
+        "data_sha256": data.sha256,
+        "versions": converter_versions(),
     }
     summary: dict = {"model": str(model_path), "check_faces": int(len(x_chk)), "variants": {}}
     failures = []
     with tempfile.TemporaryDirectory(prefix="fer-convert-") as tmp:
         for variant in cfg.variants:
             t0 = time.time()
-            blob = convert_variant(model, variant, calib if variant == "int8" else None, cfg.io_type)
+            blob = convert_variant(
+                model, variant, calib if variant == "int8" else None, cfg.io_type
+            )
             provenance = dict(provenance_base, variant=variant)
             if variant == "int8":
-                provenance["calibration"] = {"split": "train (test duplicates removed)",
-                                             "count": int(len(calib)), "stratified": True,
-                                             "seed": cfg.seed}
+                provenance["calibration"] = {
+                    "split": "train (test duplicates removed)",
+                    "count": int(len(calib)),
+                    "stratified": True,
+                    "seed": cfg.seed,
+                }
             staged = Path(tmp) / f"{cfg.prefix}_{variant}.tflite"
             staged.write_bytes(blob)
             contract = contract_for(tflite_io_details(blob), base, provenance)
@@ -67,16 +82,25 @@ def run_convert(cfg: ConvertConfig) -> dict:
             clf = Classifier(staged)
             lite_top1 = np.array([clf.predict(x).argmax() for x in x_chk])
             agreement = float(np.mean(lite_top1 == keras_top1))
-            provenance["agreement_with_keras"] = {"top1": round(agreement, 4), "faces": int(len(x_chk)),
-                                                  "split": "public"}
+            provenance["agreement_with_keras"] = {
+                "top1": round(agreement, 4),
+                "faces": int(len(x_chk)),
+                "split": "public",
+            }
             contract = contract.with_(provenance=provenance)
-            entry = {"file": f"{cfg.prefix}_{variant}.tflite", "bytes": len(blob),
-                     "agreement": agreement, "seconds": round(time.time() - t0, 1),
-                     "input": [contract.input_dtype, contract.input_scale, contract.input_zero_point]}
+            entry = {
+                "file": f"{cfg.prefix}_{variant}.tflite",
+                "bytes": len(blob),
+                "agreement": agreement,
+                "seconds": round(time.time() - t0, 1),
+                "input": [contract.input_dtype, contract.input_scale, contract.input_zero_point],
+            }
             summary["variants"][variant] = entry
             if agreement < cfg.min_agreement:
-                failures.append(f"{variant}: {agreement:.1%} top-1 agreement with Keras "
-                                f"(< {cfg.min_agreement:.0%}); nothing written")
+                failures.append(
+                    f"{variant}: {agreement:.1%} top-1 agreement with Keras "
+                    f"(< {cfg.min_agreement:.0%}); nothing written"
+                )
                 log.error(failures[-1])
                 continue
             final = out / entry["file"]
@@ -84,9 +108,12 @@ def run_convert(cfg: ConvertConfig) -> dict:
             # disagrees with its contract and refuses it, rather than silently using it.
             write_contract(final, contract)
             write_bytes_atomic(final, blob)
-            log.info("%s: %s, %d bytes, agreement %.2f%%", variant, final, len(blob), 100 * agreement)
-    atomic_write_text(out / f"{cfg.prefix}_convert.report.json", json.dumps(summary, indent=2) + "\n")
+            log.info(
+                "%s: %s, %d bytes, agreement %.2f%%", variant, final, len(blob), 100 * agreement
+            )
+    atomic_write_text(
+        out / f"{cfg.prefix}_convert.report.json", json.dumps(summary, indent=2) + "\n"
+    )
     if failures:
         raise AgreementError("; ".join(failures))
     return summary
-

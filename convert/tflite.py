@@ -61,8 +61,9 @@ def load_keras(path: str | os.PathLike):
         raise ModelError(f"{p}: not a loadable Keras model ({first})") from None
 
 
-def convert_variant(model, variant: str, representative: np.ndarray | None,
-                    io_type: str = "int8") -> bytes:
+def convert_variant(
+    model, variant: str, representative: np.ndarray | None, io_type: str = "int8"
+) -> bytes:
     import tensorflow as tf
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -76,8 +77,9 @@ def convert_variant(model, variant: str, representative: np.ndarray | None,
         if representative is None or not len(representative):
             raise ValueError("int8 needs representative data")
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: ([x[None, :, :, None].astype(np.float32)]
-                                               for x in representative)
+        conv.representative_dataset = lambda: (
+            [x[None, :, :, None].astype(np.float32)] for x in representative
+        )
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         dtype = {"int8": tf.int8, "uint8": tf.uint8}[io_type]
         conv.inference_input_type = dtype
@@ -115,7 +117,11 @@ def converter_versions() -> dict:
     from edge.interpreter import load_interpreter_class
 
     _, pkg, ver = load_interpreter_class()
-    return {"tensorflow": tf.__version__, "keras": keras.__version__, "checked_with": f"{pkg} {ver}"}
+    return {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "checked_with": f"{pkg} {ver}",
+    }
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -128,4 +134,3 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-

@@ -50,8 +50,12 @@ def remote_from(args) -> tuple[Remote, str]:
 
 def stage_config(args, pi_dir: str) -> StageConfig:
     try:
-        return StageConfig(model=Path(args.model), yunet=resolve_yunet(args.yunet_model),
-                           source=check_source(args.source), pi_dir=pi_dir)
+        return StageConfig(
+            model=Path(args.model),
+            yunet=resolve_yunet(args.yunet_model),
+            source=check_source(args.source),
+            pi_dir=pi_dir,
+        )
     except StageError as exc:
         raise StepError("stage", str(exc)) from None
 
@@ -59,33 +63,45 @@ def stage_config(args, pi_dir: str) -> StageConfig:
 def connect(remote: Remote, pi_dir: str) -> None:
     """Reach the Pi, create PI_DIR, and refuse a folder that rsync --delete would wipe."""
     q = shlex.quote(pi_dir)
-    proc = remote.run("connect", f"""
+    proc = remote.run(
+        "connect",
+        f"""
         mkdir -p -- {q} && cd -- {q} || exit 1
         command -v rsync >/dev/null 2>&1 || exit {NO_RSYNC}
         [ -z "$(ls -A)" ] || [ -f .deploy/remote.sh ] || exit {NOT_OURS}
-    """)
+    """,
+    )
     if proc.returncode == NO_RSYNC:
-        raise StepError("connect", f"rsync is not installed on {remote.target}; "
-                                   "run there: sudo apt install -y rsync")
+        raise StepError(
+            "connect",
+            f"rsync is not installed on {remote.target}; run there: sudo apt install -y rsync",
+        )
     if proc.returncode == NOT_OURS:
-        raise StepError("connect", f"{remote.target}:{pi_dir} is not empty and holds no earlier "
-                                   "deploy (.deploy/remote.sh); refusing to mirror into it with "
-                                   "--delete: choose another PI_DIR")
+        raise StepError(
+            "connect",
+            f"{remote.target}:{pi_dir} is not empty and holds no earlier "
+            "deploy (.deploy/remote.sh); refusing to mirror into it with "
+            "--delete: choose another PI_DIR",
+        )
     if proc.returncode != 0:
-        raise StepError("connect", f"cannot create {remote.target}:{pi_dir}: "
-                                   f"{last_line(proc.stderr)}")
+        raise StepError(
+            "connect", f"cannot create {remote.target}:{pi_dir}: {last_line(proc.stderr)}"
+        )
 
 
 def remote_sh(pi_dir: str, command: str) -> str:
     q = shlex.quote(pi_dir)
-    return (f"cd -- {q} 2>/dev/null && [ -f .deploy/remote.sh ] || exit {NOT_OURS}\n"
-            f"exec sh .deploy/remote.sh {command}")
+    return (
+        f"cd -- {q} 2>/dev/null && [ -f .deploy/remote.sh ] || exit {NOT_OURS}\n"
+        f"exec sh .deploy/remote.sh {command}"
+    )
 
 
 def check_deployed(rc: int, remote: Remote, pi_dir: str) -> None:
     if rc == NOT_OURS:
-        raise StepError("connect", f"nothing deployed at {remote.target}:{pi_dir}; "
-                                   "run make deploy first")
+        raise StepError(
+            "connect", f"nothing deployed at {remote.target}:{pi_dir}; run make deploy first"
+        )
 
 
 def run_remote(remote: Remote, pi_dir: str, command: str) -> None:
@@ -165,37 +181,56 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     target = argparse.ArgumentParser(add_help=False)
     target.add_argument("--pi", default="", help="user@host (or a Host from ~/.ssh/config)")
-    target.add_argument("--pi_dir", default="fer-edge",
-                        help="folder on the Pi, relative to its home")
+    target.add_argument(
+        "--pi_dir", default="fer-edge", help="folder on the Pi, relative to its home"
+    )
     target.add_argument("--ssh_opts", default="", help="extra ssh options, e.g. '-p 2222 -i key'")
     what = argparse.ArgumentParser(add_help=False)
-    what.add_argument("--model", default="models/fer_int8.tflite",
-                      help="model; its .json contract beside it")
-    what.add_argument("--yunet_model", default=None,
-                      help="YuNet .onnx (default: models/, then ../shared/models/)")
+    what.add_argument(
+        "--model", default="models/fer_int8.tflite", help="model; its .json contract beside it"
+    )
+    what.add_argument(
+        "--yunet_model", default=None, help="YuNet .onnx (default: models/, then ../shared/models/)"
+    )
     what.add_argument("--source", default="picamera", help="what the service reads")
 
     parser = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser("deploy", parents=[target, what], formatter_class=fmt,
-                       help="copy the runtime to the Pi, install it and (re)start the service")
+    p = sub.add_parser(
+        "deploy",
+        parents=[target, what],
+        formatter_class=fmt,
+        help="copy the runtime to the Pi, install it and (re)start the service",
+    )
     p.set_defaults(func=cmd_deploy)
-    p = sub.add_parser("stage", parents=[target, what], formatter_class=fmt,
-                       help="only build the folder that deploy would copy")
+    p = sub.add_parser(
+        "stage",
+        parents=[target, what],
+        formatter_class=fmt,
+        help="only build the folder that deploy would copy",
+    )
     p.add_argument("--out", required=True, help="folder to (re)create")
     p.set_defaults(func=cmd_stage)
-    p = sub.add_parser("status", parents=[target], formatter_class=fmt,
-                       help="service state and the last events")
+    p = sub.add_parser(
+        "status", parents=[target], formatter_class=fmt, help="service state and the last events"
+    )
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("logs", parents=[target], formatter_class=fmt, help="follow the events file")
     p.add_argument("--journal", action="store_true", help="follow the service's journal instead")
     p.set_defaults(func=cmd_logs)
-    p = sub.add_parser("undeploy", parents=[target], formatter_class=fmt,
-                       help="stop, disable and remove the service; keep PI_DIR unless --purge")
+    p = sub.add_parser(
+        "undeploy",
+        parents=[target],
+        formatter_class=fmt,
+        help="stop, disable and remove the service; keep PI_DIR unless --purge",
+    )
     p.add_argument("--purge", action="store_true", help="also delete PI_DIR (venv, logs)")
     p.set_defaults(func=cmd_undeploy)
-    p = sub.add_parser("check-wheels", formatter_class=fmt,
-                       help="prove the edge requirements have aarch64 wheels for Python 3.11/3.13")
+    p = sub.add_parser(
+        "check-wheels",
+        formatter_class=fmt,
+        help="prove the edge requirements have aarch64 wheels for Python 3.11/3.13",
+    )
     p.set_defaults(func=cmd_check_wheels)
     return parser
 

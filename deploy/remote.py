@@ -13,11 +13,18 @@ from dataclasses import dataclass, field
 
 # The user's SSH_OPTS come first: for -o options ssh keeps the first value it sees.
 OUR_SSH_OPTS = ("-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=15")
-RSYNC_OPTS = ("-az", "--delete", "--checksum", "--omit-dir-times",
-              # Made on the Pi, never shipped: --delete must leave them alone (Python writes
-              # __pycache__ next to edge/ at the first run).
-              "--exclude=/.venv/", "--exclude=/logs/", "--exclude=__pycache__/",
-              "--out-format=%i %n%L")
+RSYNC_OPTS = (
+    "-az",
+    "--delete",
+    "--checksum",
+    "--omit-dir-times",
+    # Made on the Pi, never shipped: --delete must leave them alone (Python writes
+    # __pycache__ next to edge/ at the first run).
+    "--exclude=/.venv/",
+    "--exclude=/logs/",
+    "--exclude=__pycache__/",
+    "--out-format=%i %n%L",
+)
 
 
 class StepError(Exception):
@@ -33,18 +40,25 @@ def last_line(text: str) -> str:
 
 @dataclass(frozen=True)
 class Remote:
-    target: str                                   # user@host, or a Host alias from ~/.ssh/config
+    target: str  # user@host, or a Host alias from ~/.ssh/config
     ssh_opts: tuple[str, ...] = field(default=())  # shlex-split SSH_OPTS, e.g. -p 2222 -i key
 
     def ssh_argv(self, command: str, tty: bool = False) -> list[str]:
         # `sh -c`: the commands are POSIX sh whatever the user's login shell is.
-        return ["ssh", *self.ssh_opts, *OUR_SSH_OPTS, *(["-tt"] if tty else []),
-                self.target, "sh -c " + shlex.quote(command)]
+        return [
+            "ssh",
+            *self.ssh_opts,
+            *OUR_SSH_OPTS,
+            *(["-tt"] if tty else []),
+            self.target,
+            "sh -c " + shlex.quote(command),
+        ]
 
     def run(self, step: str, command: str) -> subprocess.CompletedProcess:
         """Run quietly; ssh's own failure (exit 255) becomes a StepError, others are returned."""
-        proc = _run(step, self.ssh_argv(command), capture_output=True, text=True,
-                    stdin=subprocess.DEVNULL)
+        proc = _run(
+            step, self.ssh_argv(command), capture_output=True, text=True, stdin=subprocess.DEVNULL
+        )
         if proc.returncode == 255:
             raise StepError(step, f"ssh {self.target}: {last_line(proc.stderr)}")
         return proc
@@ -52,12 +66,18 @@ class Remote:
     def stream(self, command: str, on_line) -> int:
         """Run with output passed line by line to on_line (progress on a slow Pi matters)."""
         try:
-            proc = subprocess.Popen(self.ssh_argv(command), stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    text=True, bufsize=1)
+            proc = subprocess.Popen(
+                self.ssh_argv(command),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+            )
         except FileNotFoundError:
-            raise StepError("connect", "ssh not found on this machine; "
-                                       "install it (apt install openssh-client)") from None
+            raise StepError(
+                "connect", "ssh not found on this machine; install it (apt install openssh-client)"
+            ) from None
         with proc:
             for line in proc.stdout:
                 on_line(line.rstrip("\n"))
@@ -71,12 +91,21 @@ class Remote:
     def rsync(self, src: str, dest_dir: str) -> list[str]:
         """Mirror src/ into dest_dir/ and return rsync's itemized lines (one per change)."""
         rsh = shlex.join(["ssh", *self.ssh_opts, *OUR_SSH_OPTS])
-        argv = ["rsync", *RSYNC_OPTS, "-e", rsh, f"{src.rstrip('/')}/",
-                f"{self.target}:{dest_dir}/"]
+        argv = [
+            "rsync",
+            *RSYNC_OPTS,
+            "-e",
+            rsh,
+            f"{src.rstrip('/')}/",
+            f"{self.target}:{dest_dir}/",
+        ]
         proc = _run("sync", argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         if proc.returncode != 0:
-            raise StepError("sync", f"rsync to {self.target}:{dest_dir} exited {proc.returncode}: "
-                                    f"{last_line(proc.stderr)}")
+            raise StepError(
+                "sync",
+                f"rsync to {self.target}:{dest_dir} exited {proc.returncode}: "
+                f"{last_line(proc.stderr)}",
+            )
         return proc.stdout.splitlines()
 
 
@@ -85,8 +114,9 @@ def _run(step: str, argv: list[str], **kw) -> subprocess.CompletedProcess:
         return subprocess.run(argv, check=False, **kw)
     except FileNotFoundError:
         package = "openssh-client" if argv[0] == "ssh" else argv[0]
-        raise StepError(step, f"{argv[0]} not found on this machine; "
-                              f"install it (apt install {package})") from None
+        raise StepError(
+            step, f"{argv[0]} not found on this machine; install it (apt install {package})"
+        ) from None
 
 
 def changed_files(itemized: list[str]) -> list[str]:

@@ -25,7 +25,7 @@ from deploy.stage import edge_requirements, requirements_text
 @dataclass(frozen=True)
 class PiTarget:
     name: str
-    python: str          # X.Y of the OS's python3
+    python: str  # X.Y of the OS's python3
     glibc: tuple[int, int]
 
     def platforms(self) -> list[str]:
@@ -42,11 +42,32 @@ TARGETS = (
 
 def download_argv(target: PiTarget, requirements: Path, dest: Path) -> list[str]:
     abi = "cp" + target.python.replace(".", "")
-    argv = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check",
-            "--progress-bar", "off", "--quiet", "--only-binary", ":all:",
-            "--implementation", "cp", "--python-version", target.python,
-            "--abi", abi, "--abi", "abi3", "--abi", "none",
-            "-r", str(requirements), "-d", str(dest)]
+    argv = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--disable-pip-version-check",
+        "--progress-bar",
+        "off",
+        "--quiet",
+        "--only-binary",
+        ":all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        target.python,
+        "--abi",
+        abi,
+        "--abi",
+        "abi3",
+        "--abi",
+        "none",
+        "-r",
+        str(requirements),
+        "-d",
+        str(dest),
+    ]
     for platform in target.platforms():
         argv += ["--platform", platform]
     return argv
@@ -59,11 +80,18 @@ def check_wheels(targets=TARGETS, out=print) -> None:
         requirements.write_text(requirements_text(edge_requirements()))
         for target in targets:
             dest = Path(tmp) / target.python
-            proc = subprocess.run(download_argv(target, requirements, dest), check=False,
-                                  capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            proc = subprocess.run(
+                download_argv(target, requirements, dest),
+                check=False,
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+            )
             if proc.returncode != 0:
-                raise StepError(f"wheels {target.python}",
-                                f"{target.name}, Python {target.python}: {last_line(proc.stderr)}")
+                raise StepError(
+                    f"wheels {target.python}",
+                    f"{target.name}, Python {target.python}: {last_line(proc.stderr)}",
+                )
             wheels = sorted(p.name for p in dest.glob("*.whl"))
             glibc = ".".join(map(str, target.glibc))
             out(f"ok: {target.name}, Python {target.python}, glibc {glibc}:")

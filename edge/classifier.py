@@ -24,8 +24,9 @@ class Classifier:
     from the interpreter and must agree with the contract.
     """
 
-    def __init__(self, model_path: str | os.PathLike, threads: int | None = None,
-                 backend: str | None = None):
+    def __init__(
+        self, model_path: str | os.PathLike, threads: int | None = None, backend: str | None = None
+    ):
         path = Path(model_path)
         if not path.is_file():
             raise ModelError(f"{path}: model file not found")
@@ -53,16 +54,22 @@ class Classifier:
         c = self.contract
         s = c.input_size
         if self.input_shape[1:] != (s, s, 1):
-            raise ModelError(f"{self.path}: input shape {self.input_shape} does not match the "
-                             f"contract's {s}x{s}x1 grey crop")
+            raise ModelError(
+                f"{self.path}: input shape {self.input_shape} does not match the "
+                f"contract's {s}x{s}x1 grey crop"
+            )
         if self.input_dtype != c.input_dtype:
-            raise ModelError(f"{self.path}: input dtype {self.input_dtype} but its contract says "
-                             f"{c.input_dtype}; re-run `fer-edge convert`")
+            raise ModelError(
+                f"{self.path}: input dtype {self.input_dtype} but its contract says "
+                f"{c.input_dtype}; re-run `fer-edge convert`"
+            )
         if c.input_dtype != "float32" and (
             not np.isclose(self.in_scale, c.input_scale) or self.in_zero != c.input_zero_point
         ):
-            raise ModelError(f"{self.path}: input quantisation ({self.in_scale}, {self.in_zero}) "
-                             f"differs from its contract ({c.input_scale}, {c.input_zero_point})")
+            raise ModelError(
+                f"{self.path}: input quantisation ({self.in_scale}, {self.in_zero}) "
+                f"differs from its contract ({c.input_scale}, {c.input_zero_point})"
+            )
         n_out = self._interp.get_output_details()[0]["shape"][-1]
         if n_out != len(c.labels):
             raise ModelError(f"{self.path}: {n_out} outputs but {len(c.labels)} labels in contract")
@@ -90,11 +97,19 @@ class Classifier:
         return y.astype(np.float32)
 
     def predict_batch(self, crops: np.ndarray) -> np.ndarray:
-        return np.stack([self.predict(c) for c in crops]) if len(crops) else np.zeros(
-            (0, len(self.labels)), np.float32)
+        return (
+            np.stack([self.predict(c) for c in crops])
+            if len(crops)
+            else np.zeros((0, len(self.labels)), np.float32)
+        )
 
     def describe(self) -> dict:
-        return {"model": str(self.path), "interpreter": f"{self.backend} {self.backend_version}",
-                "threads": self.threads, "input": f"{self.input_shape} {self.input_dtype}",
-                "input_quantization": [float(self.in_scale), int(self.in_zero)],
-                "output": f"{len(self.labels)} {self.output_dtype}", "labels": list(self.labels)}
+        return {
+            "model": str(self.path),
+            "interpreter": f"{self.backend} {self.backend_version}",
+            "threads": self.threads,
+            "input": f"{self.input_shape} {self.input_dtype}",
+            "input_quantization": [float(self.in_scale), int(self.in_zero)],
+            "output": f"{len(self.labels)} {self.output_dtype}",
+            "labels": list(self.labels),
+        }

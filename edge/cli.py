@@ -37,26 +37,45 @@ def positive_int(text: str) -> int:
 
 def add_runtime_flags(p: argparse.ArgumentParser, source_default: str = "0") -> None:
     """Flags shared by run, capture and the benchmark: model, detector, source."""
-    p.add_argument("--model", default=str(DEFAULT_MODEL), help="TFLite model (its .json contract beside it)")
-    p.add_argument("--source", default=source_default,
-                   help="camera index, 'picamera', video/image file, image folder, or rtsp/http URL")
+    p.add_argument(
+        "--model", default=str(DEFAULT_MODEL), help="TFLite model (its .json contract beside it)"
+    )
+    p.add_argument(
+        "--source",
+        default=source_default,
+        help="camera index, 'picamera', video/image file, image folder, or rtsp/http URL",
+    )
     p.add_argument("--threads", type=positive_int, default=1, help="interpreter threads")
     p.add_argument("--detector", default="yunet", choices=["yunet", "haar"], help="face detector")
-    p.add_argument("--yunet_model", default=None,
-                   help="YuNet .onnx (default: models/, then ../shared/models/)")
-    p.add_argument("--detect_width", type=int, default=320,
-                   help="detect on a copy this wide; boxes are mapped back (0 = full frame)")
-    p.add_argument("--detect_every", type=positive_int, default=2,
-                   help="run the detector every N frames and hold boxes in between")
-    p.add_argument("--width", type=int, default=0, help="requested camera width (0 = device default)")
+    p.add_argument(
+        "--yunet_model", default=None, help="YuNet .onnx (default: models/, then ../shared/models/)"
+    )
+    p.add_argument(
+        "--detect_width",
+        type=int,
+        default=320,
+        help="detect on a copy this wide; boxes are mapped back (0 = full frame)",
+    )
+    p.add_argument(
+        "--detect_every",
+        type=positive_int,
+        default=2,
+        help="run the detector every N frames and hold boxes in between",
+    )
+    p.add_argument(
+        "--width", type=int, default=0, help="requested camera width (0 = device default)"
+    )
     p.add_argument("--height", type=int, default=0, help="requested camera height")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m edge", description=__doc__.splitlines()[0])
-    parser.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                parser_class=OneLineParser)
+    parser.add_argument(
+        "--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser
+    )
     add_subcommands(sub)
     return parser
 
@@ -66,11 +85,15 @@ def add_subcommands(sub) -> None:
     p = sub.add_parser("run", help="live emotion detection", formatter_class=fmt)
     add_runtime_flags(p)
     p.add_argument("--headless", action="store_true", help="no window (events and/or preview only)")
-    p.add_argument("--events", default=None, help="append JSON Lines per face per frame to FILE ('-' = stdout)")
+    p.add_argument(
+        "--events", default=None, help="append JSON Lines per face per frame to FILE ('-' = stdout)"
+    )
     p.add_argument("--max_frames", type=positive_int, default=None, help="stop after N frames")
     p.add_argument("--loop", action="store_true", help="restart a video file when it ends")
     p.add_argument("--no_smoothing", action="store_true", help="raw per-frame probabilities")
-    p.add_argument("--preview_port", type=int, default=0, help="serve an MJPEG preview on this port")
+    p.add_argument(
+        "--preview_port", type=int, default=0, help="serve an MJPEG preview on this port"
+    )
     p.add_argument("--preview_host", default="127.0.0.1", help="address the preview binds to")
     p.set_defaults(func=cmd_run)
 
@@ -78,7 +101,9 @@ def add_subcommands(sub) -> None:
     add_runtime_flags(p, source_default="")
     p.set_defaults(func=cmd_checks)
 
-    p = sub.add_parser("capture", help="photograph a person for stage-2 fine-tuning", formatter_class=fmt)
+    p = sub.add_parser(
+        "capture", help="photograph a person for stage-2 fine-tuning", formatter_class=fmt
+    )
     add_runtime_flags(p)
     p.add_argument("--label", required=True, help="class of the expression being captured")
     p.add_argument("--count", type=positive_int, default=20, help="photos to save")
@@ -127,8 +152,15 @@ def cmd_run(args) -> int:
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         stack.enter_context(stop_on_sigterm())
-        source = stack.enter_context(open_source(args.source, loop=args.loop, width=args.width,
-                                                 height=args.height, lores_width=args.detect_width))
+        source = stack.enter_context(
+            open_source(
+                args.source,
+                loop=args.loop,
+                width=args.width,
+                height=args.height,
+                lores_width=args.detect_width,
+            )
+        )
         events = stack.enter_context(EventWriter(args.events, labels)) if args.events else None
         window = Window() if show else None
         if window:
@@ -156,8 +188,13 @@ def cmd_run(args) -> int:
         except KeyboardInterrupt:
             log.info("stopping")
     wall = time.perf_counter() - t0
-    log.info("%d frames, a face in %d (%.1f%%), %.1f FPS", frames, with_face,
-             100.0 * with_face / max(1, frames), frames / max(1e-9, wall))
+    log.info(
+        "%d frames, a face in %d (%.1f%%), %.1f FPS",
+        frames,
+        with_face,
+        100.0 * with_face / max(1, frames),
+        frames / max(1e-9, wall),
+    )
     return 0
 
 
@@ -171,9 +208,19 @@ def cmd_checks(args) -> int:
     c = Classifier(args.model, threads=args.threads)
     for key, value in c.describe().items():
         rows.append((key, str(value)))
-    rows.append(("contract", f"input {c.contract.input_size}px grey, margin {c.contract.margin}, "
-                             f"tta_flip {c.contract.tta_flip}"))
-    rows.append(("opencv", f"{cv2.__version__} (Haar: {'yes' if hasattr(cv2, 'CascadeClassifier') else 'no'})"))
+    rows.append(
+        (
+            "contract",
+            f"input {c.contract.input_size}px grey, margin {c.contract.margin}, "
+            f"tta_flip {c.contract.tta_flip}",
+        )
+    )
+    rows.append(
+        (
+            "opencv",
+            f"{cv2.__version__} (Haar: {'yes' if hasattr(cv2, 'CascadeClassifier') else 'no'})",
+        )
+    )
     try:
         det = make_detector(args.detector, width=args.detect_width, yunet_model=args.yunet_model)
         where = getattr(det, "path", "bundled cascade")

@@ -16,7 +16,15 @@ from pathlib import Path
 from edge.errors import ModelError
 
 # Order of the `emotion` column in the original fer2013.csv (0..6).
-FER2013_CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+FER2013_CLASSES: tuple[str, ...] = (
+    "angry",
+    "disgust",
+    "fear",
+    "happy",
+    "sad",
+    "surprise",
+    "neutral",
+)
 # The project's five classes in the fixed order every model and report uses.
 DEFAULT_LABELS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "surprise")
 

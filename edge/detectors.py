@@ -54,14 +54,21 @@ def _small_image(frame: Frame, width: int) -> tuple[np.ndarray, float]:
 class YuNetDetector:
     name = "yunet"
 
-    def __init__(self, model_path: str | Path | None = None, width: int = 320,
-                 score: float = 0.6, nms: float = 0.3, top_k: int = 50):
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        width: int = 320,
+        score: float = 0.6,
+        nms: float = 0.3,
+        top_k: int = 50,
+    ):
         path = Path(model_path) if model_path else default_yunet_path()
         if path is None:
             raise ModelError("YuNet model not found; run `make models` or pass --yunet_model PATH")
         if not path.is_file():
-            raise ModelError(f"{path}: YuNet model file not found; run `make models` or pass "
-                             "--yunet_model PATH")
+            raise ModelError(
+                f"{path}: YuNet model file not found; run `make models` or pass --yunet_model PATH"
+            )
         self.path, self.width = path, width
         try:
             self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score, nms, top_k)
@@ -80,19 +87,29 @@ class YuNetDetector:
         _, faces = self._net.detect(small)
         if faces is None:
             return []
-        return [Box(int(f[0]), int(f[1]), int(f[2]), int(f[3]), float(f[14])).scaled(back)
-                for f in faces]
+        return [
+            Box(int(f[0]), int(f[1]), int(f[2]), int(f[3]), float(f[14])).scaled(back)
+            for f in faces
+        ]
 
 
 class HaarDetector:
     name = "haar"
 
-    def __init__(self, width: int = 320, cascade: str | Path | None = None,
-                 scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 24):
+    def __init__(
+        self,
+        width: int = 320,
+        cascade: str | Path | None = None,
+        scale_factor: float = 1.1,
+        min_neighbors: int = 5,
+        min_size: int = 24,
+    ):
         if not hasattr(cv2, "CascadeClassifier"):
-            raise ConfigError("--detector haar needs an OpenCV 4.x wheel (5.x dropped "
-                              "CascadeClassifier); use --detector yunet or "
-                              "`pip install 'opencv-python-headless<5'`")
+            raise ConfigError(
+                "--detector haar needs an OpenCV 4.x wheel (5.x dropped "
+                "CascadeClassifier); use --detector yunet or "
+                "`pip install 'opencv-python-headless<5'`"
+            )
         if cascade is None:
             cascade = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
         self._clf = cv2.CascadeClassifier(str(cascade))
@@ -104,9 +121,12 @@ class HaarDetector:
     def detect(self, frame: Frame) -> list[Box]:
         small, back = _small_image(frame, self.width)
         gray = small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-        found = self._clf.detectMultiScale(gray, scaleFactor=self.scale_factor,
-                                           minNeighbors=self.min_neighbors,
-                                           minSize=(self.min_size, self.min_size))
+        found = self._clf.detectMultiScale(
+            gray,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
+            minSize=(self.min_size, self.min_size),
+        )
         return [Box(int(x), int(y), int(w), int(h)).scaled(back) for x, y, w, h in found]
 
 

@@ -36,8 +36,10 @@ class PiCameraSource(Source):
         try:
             self._cam = Picamera2()
         except (IndexError, RuntimeError) as exc:
-            raise SourceError(f"Pi camera not found ({exc}); check the ribbon cable and that "
-                              "`rpicam-hello` works (the legacy camera stack must be off)") from None
+            raise SourceError(
+                f"Pi camera not found ({exc}); check the ribbon cable and that "
+                "`rpicam-hello` works (the legacy camera stack must be off)"
+            ) from None
         config = self._cam.create_video_configuration(
             main={"size": (width, height), "format": "RGB888"},  # BGR byte order, as OpenCV
             lores={"size": (lores_w, lores_h), "format": "YUV420"},
@@ -67,7 +69,9 @@ class PiCameraSource(Source):
             if item is None:
                 continue
             main, lores = item
-            yield Frame(main, index, time.monotonic() - t0, small=lores, small_scale=self.small_scale)
+            yield Frame(
+                main, index, time.monotonic() - t0, small=lores, small_scale=self.small_scale
+            )
             index += 1
 
     def close(self) -> None:

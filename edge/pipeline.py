@@ -28,7 +28,9 @@ class PipelineConfig:
 class Pipeline:
     """Holds the detector, classifier and tracker; `process` does one frame."""
 
-    def __init__(self, detector: Detector, classifier: Classifier, config: PipelineConfig = PipelineConfig()):
+    def __init__(
+        self, detector: Detector, classifier: Classifier, config: PipelineConfig = PipelineConfig()
+    ):
         self.detector, self.classifier, self.config = detector, classifier, config
         self.tracker = Tracker(alpha=config.smoothing_alpha if config.smoothing else 1.0)
         self._boxes: list[Box] = []
@@ -40,14 +42,21 @@ class Pipeline:
             boxes = [b for b in self.detector.detect(frame) if b.w >= cfg.min_face]
             self._boxes = sorted(boxes, key=lambda b: b.area, reverse=True)[: cfg.max_faces]
         t1 = time.perf_counter()
-        crops = [crop_face(frame.image, b.as_tuple(), self.classifier.contract) for b in self._boxes]
+        crops = [
+            crop_face(frame.image, b.as_tuple(), self.classifier.contract) for b in self._boxes
+        ]
         t2 = time.perf_counter()
         probs = [self.classifier.predict(c) for c in crops]
         t3 = time.perf_counter()
         tracked = self.tracker.update(self._boxes, probs)
         faces = tuple(Face(b, tid, sp, p) for b, (tid, sp), p in zip(self._boxes, tracked, probs))
         t4 = time.perf_counter()
-        timings = {"detect": t1 - t0, "preprocess": t2 - t1, "inference": t3 - t2, "smoothing": t4 - t3}
+        timings = {
+            "detect": t1 - t0,
+            "preprocess": t2 - t1,
+            "inference": t3 - t2,
+            "smoothing": t4 - t3,
+        }
         return FrameResult(frame, faces, timings)
 
 

@@ -23,15 +23,17 @@ def face_events(result: FrameResult, labels: tuple[str, ...]) -> list[dict]:
     out = []
     for face in result.faces:
         k = face.label_index()
-        out.append({
-            "frame": result.frame.index,
-            "t": round(result.frame.t, 4),
-            "track": face.track,
-            "box": list(face.box.as_tuple()),
-            "label": labels[k],
-            "score": round(float(face.probs[k]), 4),
-            "probs": {lb: round(float(p), 4) for lb, p in zip(labels, face.probs)},
-        })
+        out.append(
+            {
+                "frame": result.frame.index,
+                "t": round(result.frame.t, 4),
+                "track": face.track,
+                "box": list(face.box.as_tuple()),
+                "label": labels[k],
+                "score": round(float(face.probs[k]), 4),
+                "probs": {lb: round(float(p), 4) for lb, p in zip(labels, face.probs)},
+            }
+        )
     return out
 
 
@@ -47,7 +49,9 @@ class EventWriter:
             try:
                 self._f, self._own = open(path, "a", buffering=1), True  # line-buffered
             except OSError as exc:
-                raise ConfigError(f"--events {path}: cannot open for writing ({exc.strerror})") from None
+                raise ConfigError(
+                    f"--events {path}: cannot open for writing ({exc.strerror})"
+                ) from None
         self.count = 0
 
     def write(self, result: FrameResult) -> None:
@@ -67,23 +71,40 @@ class EventWriter:
         self.close()
 
 
-def draw_overlay(image: np.ndarray, result: FrameResult, labels: tuple[str, ...],
-                 fps: float | None = None) -> np.ndarray:
+def draw_overlay(
+    image: np.ndarray, result: FrameResult, labels: tuple[str, ...], fps: float | None = None
+) -> np.ndarray:
     """Boxes, the winning label with its confidence, per-class bars, and FPS."""
     canvas = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     for face in result.faces:
         x, y, w, h = face.box.as_tuple()
         k = face.label_index()
         cv2.rectangle(canvas, (x, y), (x + w, y + h), (0, 200, 0), 2)
-        cv2.putText(canvas, f"{labels[k]} {face.probs[k]:.0%}", (x, max(15, y - 8)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 200, 0), 2, cv2.LINE_AA)
+        cv2.putText(
+            canvas,
+            f"{labels[k]} {face.probs[k]:.0%}",
+            (x, max(15, y - 8)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.6,
+            (0, 200, 0),
+            2,
+            cv2.LINE_AA,
+        )
         for i, (lb, p) in enumerate(zip(labels, face.probs)):
             by = y + h + 14 + 14 * i
             cv2.rectangle(canvas, (x, by - 9), (x + int(80 * float(p)), by), (0, 160, 255), -1)
             cv2.putText(canvas, lb, (x + 84, by), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
     if fps is not None:
-        cv2.putText(canvas, f"{fps:.1f} FPS", (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7,
-                    (255, 255, 255), 2, cv2.LINE_AA)
+        cv2.putText(
+            canvas,
+            f"{fps:.1f} FPS",
+            (10, 24),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.7,
+            (255, 255, 255),
+            2,
+            cv2.LINE_AA,
+        )
     return canvas
 
 
@@ -101,8 +122,10 @@ class Window:
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         except cv2.error:
-            raise ConfigError("this OpenCV build has no GUI (opencv-python-headless): use "
-                              "--headless, --preview_port 8080, or `pip install opencv-python`") from None
+            raise ConfigError(
+                "this OpenCV build has no GUI (opencv-python-headless): use "
+                "--headless, --preview_port 8080, or `pip install opencv-python`"
+            ) from None
 
     def show(self, image: np.ndarray) -> bool:
         """False when the user closed the window or pressed q / Esc."""
@@ -132,14 +155,20 @@ class MjpegServer:
                 try:
                     while True:
                         with server._cond:
-                            server._cond.wait_for(lambda: server._jpeg is not last or server._closed, 1.0)
+                            server._cond.wait_for(
+                                lambda seen=last: server._jpeg is not seen or server._closed, 1.0
+                            )
                             if server._closed:
                                 return
                             jpeg = last = server._jpeg
                         if jpeg is None:
                             continue
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n"
-                                         + f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
+                        self.wfile.write(
+                            b"--frame\r\nContent-Type: image/jpeg\r\n"
+                            + f"Content-Length: {len(jpeg)}\r\n\r\n".encode()
+                            + jpeg
+                            + b"\r\n"
+                        )
                 except (BrokenPipeError, ConnectionResetError):
                     return
 
@@ -149,7 +178,9 @@ class MjpegServer:
         try:
             self._httpd = ThreadingHTTPServer((host, port), Handler)
         except OSError as exc:
-            raise ConfigError(f"--preview_port {port}: cannot listen on {host} ({exc.strerror})") from None
+            raise ConfigError(
+                f"--preview_port {port}: cannot listen on {host} ({exc.strerror})"
+            ) from None
         self._httpd.daemon_threads = True
         self.quality = quality
         self.url = f"http://{host}:{self._httpd.server_address[1]}/"

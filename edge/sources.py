@@ -65,7 +65,9 @@ class VideoFileSource(Source):
         ok, _ = cap.read() if cap.isOpened() else (False, None)
         if not ok:
             cap.release()
-            raise SourceError(f"{self.path}: cannot decode this video (unsupported or corrupt file)")
+            raise SourceError(
+                f"{self.path}: cannot decode this video (unsupported or corrupt file)"
+            )
         cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
         return cap
 
@@ -135,7 +137,9 @@ class ImageSource(Source):
         if path.is_dir():
             self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not self.files:
-                raise SourceError(f"{path}: folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+                raise SourceError(
+                    f"{path}: folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+                )
         else:
             self.files = [path]
 
@@ -210,8 +214,10 @@ class OpenCVLiveSource(Source):
         if not cap.isOpened() or not cap.read()[0]:
             cap.release()
             if isinstance(self.spec, int):
-                raise SourceError(f"camera {self.spec}: cannot open (no such device or it is busy); "
-                                  "use SOURCE=<video file> or --source PATH when there is no camera")
+                raise SourceError(
+                    f"camera {self.spec}: cannot open (no such device or it is busy); "
+                    "use SOURCE=<video file> or --source PATH when there is no camera"
+                )
             raise SourceError(f"{self.spec}: cannot open stream")
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         return cap
@@ -236,8 +242,9 @@ class OpenCVLiveSource(Source):
         self._cap.release()
 
 
-def open_source(spec: str, loop: bool = False, width: int = 0, height: int = 0,
-                lores_width: int = 320) -> Source:
+def open_source(
+    spec: str, loop: bool = False, width: int = 0, height: int = 0, lores_width: int = 320
+) -> Source:
     """Open a source from its command-line spec (see module docstring)."""
     spec = str(spec).strip()
     if spec.isdigit():

@@ -31,8 +31,13 @@ class Box:
         return inter / union if union > 0 else 0.0
 
     def scaled(self, factor: float) -> Box:
-        return Box(int(round(self.x * factor)), int(round(self.y * factor)),
-                   int(round(self.w * factor)), int(round(self.h * factor)), self.score)
+        return Box(
+            int(round(self.x * factor)),
+            int(round(self.y * factor)),
+            int(round(self.w * factor)),
+            int(round(self.h * factor)),
+            self.score,
+        )
 
 
 @dataclass(frozen=True)

@@ -47,12 +47,19 @@ def evaluate(model_path: str, data: str | None, split: str, threads: int | None 
 
 
 def add_eval_parser(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate a model on FER2013 test images",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a model on FER2013 test images",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("model", help=".tflite, .keras or .h5 with its .json contract beside it")
     p.add_argument("--data", default="", help="FER2013 zip/folder/csv ('' = $DATA or ../shared)")
-    p.add_argument("--split", default="private", choices=["public", "private", "test"],
-                   help="PublicTest, PrivateTest, or both")
+    p.add_argument(
+        "--split",
+        default="private",
+        choices=["public", "private", "test"],
+        help="PublicTest, PrivateTest, or both",
+    )
     p.add_argument("--json", default=None, help="also write the report to this JSON file")
     p.add_argument("--threads", type=int, default=None, help="interpreter threads (.tflite)")
     p.set_defaults(func=cmd_eval)

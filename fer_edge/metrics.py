@@ -26,8 +26,12 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple[
         "macro_f1": float(f1.mean()),
         "labels": list(labels),
         "per_class": {
-            name: {"precision": float(precision[i]), "recall": float(recall[i]),
-                   "f1": float(f1[i]), "n": int(support[i])}
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "n": int(support[i]),
+            }
             for i, name in enumerate(labels)
         },
         "confusion": confusion.tolist(),
@@ -40,9 +44,13 @@ def format_report(report: dict, title: str = "") -> str:
     lines = []
     if title:
         lines.append(title)
-    lines.append(f"n={report['n']}  accuracy={report['accuracy']:.4f}  macro_f1={report['macro_f1']:.4f}")
+    lines.append(
+        f"n={report['n']}  accuracy={report['accuracy']:.4f}  macro_f1={report['macro_f1']:.4f}"
+    )
     lines.append("confusion (rows = true, columns = predicted):")
-    lines.append(" " * (width + 1) + " ".join(f"{lb[:width]:>{width}}" for lb in labels) + "   recall")
+    lines.append(
+        " " * (width + 1) + " ".join(f"{lb[:width]:>{width}}" for lb in labels) + "   recall"
+    )
     for i, lb in enumerate(labels):
         row = " ".join(f"{v:>{width}d}" for v in report["confusion"][i])
         lines.append(f"{lb:>{width}} {row}   {report['per_class'][lb]['recall']:.3f}")

@@ -70,8 +70,14 @@ def small_archive(tmp_path_factory, archive) -> Path:
 def run_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run `fer-edge` as a user would, in a fresh interpreter."""
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
-    return subprocess.run([sys.executable, "-m", "fer_edge.cli", *args], cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "fer_edge.cli", *args],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
@@ -92,8 +98,23 @@ def keras_model() -> Path:
 def smoke_training(tmp_path_factory, archive):
     """A one-epoch stage-1 run on a small real subset, through the CLI as a user runs it."""
     out = tmp_path_factory.mktemp("smoke_train")
-    proc = run_cli("train", "--data", str(archive), "--out", str(out), "--name", "smoke",
-                   "--max_train", "400", "--max_val", "150", "--epochs", "1", "--batch_size", "32",
-                   timeout=240)
+    proc = run_cli(
+        "train",
+        "--data",
+        str(archive),
+        "--out",
+        str(out),
+        "--name",
+        "smoke",
+        "--max_train",
+        "400",
+        "--max_val",
+        "150",
+        "--epochs",
+        "1",
+        "--batch_size",
+        "32",
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc

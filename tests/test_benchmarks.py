@@ -57,8 +57,23 @@ def bench_model(tmp_path_factory) -> Path:
 def pipeline_run(bench_model, video, tmp_path_factory):
     """One short run of three configurations through the CLI, as a user runs it."""
     out = tmp_path_factory.mktemp("bench")
-    rc = main(["bench", "--source", str(video), "--model", str(bench_model), "--frames", "20",
-               "--warmup", "5", "--configs", "default,haar,decode", "--out", str(out)])
+    rc = main(
+        [
+            "bench",
+            "--source",
+            str(video),
+            "--model",
+            str(bench_model),
+            "--frames",
+            "20",
+            "--warmup",
+            "5",
+            "--configs",
+            "default,haar,decode",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     (folder,) = out.iterdir()
     return folder, json.loads((folder / "pipeline.json").read_text())
@@ -85,7 +100,11 @@ def test_default_configuration_follows_the_runtime_defaults(pipeline_run):
     d = runtime_defaults()
     cfg = pipeline_run[1]["configs"]["default"]["config"]
     assert (cfg["detector"], cfg["detect_width"], cfg["detect_every"], cfg["threads"]) == (
-        d.detector, d.detect_width, d.detect_every, d.threads)
+        d.detector,
+        d.detect_width,
+        d.detect_every,
+        d.threads,
+    )
 
 
 def test_bench_records_machine_software_and_video(pipeline_run):
@@ -112,9 +131,11 @@ def test_bench_writes_json_markdown_and_plots(pipeline_run):
 
 def test_a_failing_configuration_is_recorded_and_the_others_still_run(bench_model, video):
     known, _ = standard_configs(str(bench_model), "")
-    configs = [replace(known["default"], name="bad_detector", detector="nope"),
-               replace(known["default"], name="no_model", model=str(bench_model) + ".missing"),
-               known["decode"]]
+    configs = [
+        replace(known["default"], name="bad_detector", detector="nope"),
+        replace(known["default"], name="no_model", model=str(bench_model) + ".missing"),
+        known["decode"],
+    ]
     result, samples = run_benchmark(configs, str(video), frames=5, warmup=0, baseline_frames=0)
     r = result["configs"]
     assert "nope" in r["bad_detector"]["error"]
@@ -125,8 +146,15 @@ def test_a_failing_configuration_is_recorded_and_the_others_still_run(bench_mode
 
 def test_configuration_set_and_selection(bench_model, tmp_path, capsys):
     known, default = standard_configs(str(bench_model), "float.tflite")
-    assert {"default", "float32", "haar", "detect_every_1", "threads_2", "decode",
-            "baseline"} <= set(default)
+    assert {
+        "default",
+        "float32",
+        "haar",
+        "detect_every_1",
+        "threads_2",
+        "decode",
+        "baseline",
+    } <= set(default)
     assert known["float32"].model == "float.tflite" and known["threads_2"].threads == 2
     assert main(["bench", "--configs", "default,nope", "--model", str(bench_model)]) == 2
     assert "nope" in capsys.readouterr().err
@@ -135,8 +163,9 @@ def test_configuration_set_and_selection(bench_model, tmp_path, capsys):
 def test_baseline_is_skipped_without_tensorflow(bench_model, video, monkeypatch):
     for name in ("keras", "tensorflow"):
         monkeypatch.setitem(sys.modules, name, None)  # makes `import` raise ImportError
-    result, _ = run_benchmark([BenchConfig("baseline", "baseline")], str(video), frames=3,
-                              warmup=0, baseline_frames=3)
+    result, _ = run_benchmark(
+        [BenchConfig("baseline", "baseline")], str(video), frames=3, warmup=0, baseline_frames=3
+    )
     assert "TensorFlow" in result["configs"]["baseline"]["skipped"]
     assert "speedup_vs_baseline" not in result
 
@@ -144,21 +173,32 @@ def test_baseline_is_skipped_without_tensorflow(bench_model, video, monkeypatch)
 def test_baseline_original_approach_and_ratio(bench_model, video):
     pytest.importorskip("tensorflow")
     known, _ = standard_configs(str(bench_model), "")
-    result, _ = run_benchmark([known["baseline"], known["default"]], str(video), frames=20,
-                              warmup=2, baseline_frames=3)
+    result, _ = run_benchmark(
+        [known["baseline"], known["default"]], str(video), frames=20, warmup=2, baseline_frames=3
+    )
     assert list(result["configs"]) == ["default", "baseline"]  # the baseline always runs last
     base = result["configs"]["baseline"]
     assert base["frames"] == 3 and base["fps"] > 0 and base["tensorflow"]
     assert {"detect", "preprocess", "inference", "output"} <= set(base["stages"])
     assert result["speedup_vs_baseline"] == pytest.approx(
-        result["configs"]["default"]["fps"] / base["fps"], rel=0.01)
+        result["configs"]["default"]["fps"] / base["fps"], rel=0.01
+    )
     assert "original approach" in pipeline_markdown(result)
 
 
 def test_bench_runs_without_tensorflow_or_optional_packages(bench_model, video, tmp_path):
     """What a Raspberry Pi has: edge/ and benchmarks/ with the edge extra, nothing else."""
-    blocked = ("tensorflow", "keras", "tf_keras", "train", "convert", "fer_edge", "matplotlib",
-               "psutil", "tqdm")
+    blocked = (
+        "tensorflow",
+        "keras",
+        "tf_keras",
+        "train",
+        "convert",
+        "fer_edge",
+        "matplotlib",
+        "psutil",
+        "tqdm",
+    )
     code = (
         "import sys\n"
         f"for m in {blocked!r}: sys.modules[m] = None\n"
@@ -168,8 +208,9 @@ def test_bench_runs_without_tensorflow_or_optional_packages(bench_model, video, 
         f" '--baseline_frames', '2', '--out', {str(tmp_path)!r}])\n"
         "sys.exit(rc)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (folder,) = tmp_path.iterdir()
     result = json.loads((folder / "pipeline.json").read_text())
@@ -198,21 +239,42 @@ def fake_accuracy_result():
     labels = ("neutral", "happy", "sad", "angry", "surprise")
     variants = {}
     for i, (name, size, correct) in enumerate(
-            [("fer_float32.tflite", 2_000_000, 0.7), ("fer_int8.tflite", 500_000, 0.65),
-             ("fer_mnv2.keras", 6_000_000, 0.7)]):
-        v = {"file": name, "bytes": size, "public": fake_report(labels, 300, correct, i),
-             "private": fake_report(labels, 300, correct, 10 + i)}
+        [
+            ("fer_float32.tflite", 2_000_000, 0.7),
+            ("fer_int8.tflite", 500_000, 0.65),
+            ("fer_mnv2.keras", 6_000_000, 0.7),
+        ]
+    ):
+        v = {
+            "file": name,
+            "bytes": size,
+            "public": fake_report(labels, 300, correct, i),
+            "private": fake_report(labels, 300, correct, 10 + i),
+        }
         if name.endswith(".tflite"):
-            v["latency"] = {"1": {"p50_ms": 1.5, "p90_ms": 2.0},
-                            "2": {"p50_ms": 1.0, "p90_ms": 1.4}}
+            v["latency"] = {
+                "1": {"p50_ms": 1.5, "p90_ms": 2.0},
+                "2": {"p50_ms": 1.0, "p90_ms": 1.4},
+            }
         variants[name] = v
-    variants["fer_float16.tflite"] = {"file": "fer_float16.tflite", "bytes": 1_000_000,
-                                      "errors": {"private": "DataError: broken"}}
-    result = {"created": "2026-01-01T00:00:00", "machine": machine_info(),
-              "software": {"interpreter": "ai-edge-litert", "interpreter_version": "2",
-                           "opencv": "4", "numpy": "2"},
-              "data": {"source": "archive.zip", "sha256": "0" * 64},
-              "settings": {"threads": [1, 2], "runs": 300, "warmup": 30}, "variants": variants}
+    variants["fer_float16.tflite"] = {
+        "file": "fer_float16.tflite",
+        "bytes": 1_000_000,
+        "errors": {"private": "DataError: broken"},
+    }
+    result = {
+        "created": "2026-01-01T00:00:00",
+        "machine": machine_info(),
+        "software": {
+            "interpreter": "ai-edge-litert",
+            "interpreter_version": "2",
+            "opencv": "4",
+            "numpy": "2",
+        },
+        "data": {"source": "archive.zip", "sha256": "0" * 64},
+        "settings": {"threads": [1, 2], "runs": 300, "warmup": 30},
+        "variants": variants,
+    }
     result["int8_vs_float32"] = int8_vs_float32(variants)
     return result
 
@@ -222,16 +284,26 @@ def test_accuracy_table_lists_every_variant_and_the_int8_comparison(tmp_path):
     v = result["variants"]
     cmp = result["int8_vs_float32"]
     assert cmp["size_ratio"] == 4.0
-    expected = 100 * (v["fer_int8.tflite"]["private"]["accuracy"]
-                      - v["fer_float32.tflite"]["private"]["accuracy"])
+    expected = 100 * (
+        v["fer_int8.tflite"]["private"]["accuracy"] - v["fer_float32.tflite"]["private"]["accuracy"]
+    )
     assert cmp["private_accuracy_points"] == pytest.approx(expected, abs=0.01)
     md = accuracy_markdown(result)
     header = next(line for line in md.splitlines() if line.startswith("| variant"))
-    for col in ("file KiB", "PublicTest acc", "PrivateTest acc", "macro-F1 (private)",
-                "recall neutral", "recall surprise", "1 thread", "2 threads"):
+    for col in (
+        "file KiB",
+        "PublicTest acc",
+        "PrivateTest acc",
+        "macro-F1 (private)",
+        "recall neutral",
+        "recall surprise",
+        "1 thread",
+        "2 threads",
+    ):
         assert col in header
-    rows = {line.split("|")[1].strip(): line
-            for line in md.splitlines() if line.startswith("| fer_")}
+    rows = {
+        line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| fer_")
+    }
     assert set(rows) == set(v)
     assert rows["fer_int8.tflite"].count("|") == header.count("|")
     assert "1.50 / 2.00" in rows["fer_int8.tflite"] and "–" in rows["fer_mnv2.keras"]
@@ -241,8 +313,11 @@ def test_accuracy_table_lists_every_variant_and_the_int8_comparison(tmp_path):
     names = {p.name for p in written}
     assert {"accuracy.json", "accuracy.md"} <= names
     if has_matplotlib():
-        assert {"confusion_fer_int8.png", "confusion_fer_float32.png",
-                "confusion_fer_mnv2.png"} <= names
+        assert {
+            "confusion_fer_int8.png",
+            "confusion_fer_float32.png",
+            "confusion_fer_mnv2.png",
+        } <= names
 
 
 def test_latency_of_a_tflite_model(bench_model):
@@ -256,8 +331,21 @@ def test_bench_accuracy_on_fer2013(bench_model, archive, tmp_path):
     for suffix in ("", ".json"):  # fer_int8 or fer_float32: both are variant names
         src = Path(f"{bench_model}{suffix}")
         (models / src.name).write_bytes(src.read_bytes())
-    rc = main(["bench-accuracy", "--data", str(archive), "--models", str(models), "--runs", "20",
-               "--threads", "1", "--out", str(tmp_path / "out")])
+    rc = main(
+        [
+            "bench-accuracy",
+            "--data",
+            str(archive),
+            "--models",
+            str(models),
+            "--runs",
+            "20",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert rc == 0
     (folder,) = (tmp_path / "out").iterdir()
     result = json.loads((folder / "accuracy.json").read_text())

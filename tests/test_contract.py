@@ -41,7 +41,9 @@ def test_training_and_runtime_feed_identical_tensors(personal_photo, model_fixtu
     detector = YuNetDetector()
     # Training side: stage-2 loader + the tf.data pipeline (no augmentation at evaluation).
     crops, labels, _ = load_personal(folder, clf.contract, detector, min_per_class=1)
-    train_batch = next(iter(make_dataset(crops, labels, len(clf.labels), 8, training=False)))[0].numpy()
+    train_batch = next(iter(make_dataset(crops, labels, len(clf.labels), 8, training=False)))[
+        0
+    ].numpy()
     # Runtime side: the same file through the runtime's source, detector, crop and quantiser.
     pipe = Pipeline(detector, clf, PipelineConfig())
     with open_source(str(photo)) as src:
@@ -65,7 +67,9 @@ def test_fer_images_are_fed_unchanged(archive, int8_model):
     clf = Classifier(int8_model)
     for i in range(16):
         q = clf.quantize_input(x[i])
-        np.testing.assert_array_equal((q.astype(np.float32) - clf.in_zero) * clf.in_scale, train_batch[i : i + 1])
+        np.testing.assert_array_equal(
+            (q.astype(np.float32) - clf.in_zero) * clf.in_scale, train_batch[i : i + 1]
+        )
 
 
 def test_int8_input_quantisation_is_lossless_for_grey_levels(int8_model):
@@ -98,7 +102,9 @@ def test_crop_rule_squares_adds_margin_and_pads_at_the_border():
     crop = crop_face(img, (0, 0, 60, 60), c)  # runs off the top-left corner
     assert crop.shape == (48, 48) and crop.dtype == np.uint8
     bgr = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    np.testing.assert_array_equal(crop_face(bgr, (50, 20, 40, 60), c), crop_face(img, (50, 20, 40, 60), c))
+    np.testing.assert_array_equal(
+        crop_face(bgr, (50, 20, 40, 60), c), crop_face(img, (50, 20, 40, 60), c)
+    )
 
 
 def test_sidecar_is_plain_json(int8_model):

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import one_line_error, run_cli
+
 from edge.classifier import Classifier
 from edge.contract import read_contract
 
@@ -17,8 +17,20 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def converted(keras_model, archive, tmp_path_factory):
     out = tmp_path_factory.mktemp("converted")
-    proc = run_cli("convert", "--model", str(keras_model), "--out", str(out), "--data", str(archive),
-                   "--calibration", "200", "--check", "300", timeout=600)
+    proc = run_cli(
+        "convert",
+        "--model",
+        str(keras_model),
+        "--out",
+        str(out),
+        "--data",
+        str(archive),
+        "--calibration",
+        "200",
+        "--check",
+        "300",
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -61,8 +73,21 @@ def test_no_flex_ops_in_any_variant(converted):
 def test_failed_agreement_does_not_overwrite(keras_model, archive, tmp_path):
     target = tmp_path / "fer_float32.tflite"
     target.write_bytes(b"previous model")
-    proc = run_cli("convert", "--model", str(keras_model), "--out", str(tmp_path), "--data", str(archive),
-                   "--variants", "float32", "--check", "50", "--min_agreement", "1.01")
+    proc = run_cli(
+        "convert",
+        "--model",
+        str(keras_model),
+        "--out",
+        str(tmp_path),
+        "--data",
+        str(archive),
+        "--variants",
+        "float32",
+        "--check",
+        "50",
+        "--min_agreement",
+        "1.01",
+    )
     line = one_line_error(proc)
     assert "float32" in line and "nothing written" in line
     assert target.read_bytes() == b"previous model"
@@ -72,7 +97,9 @@ def test_failed_agreement_does_not_overwrite(keras_model, archive, tmp_path):
 def test_eval_of_a_corrupt_tflite_is_one_line(content, tmp_path, int8_model, archive):
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(content)
-    (tmp_path / "bad.tflite.json").write_text((int8_model.parent / f"{int8_model.name}.json").read_text())
+    (tmp_path / "bad.tflite.json").write_text(
+        (int8_model.parent / f"{int8_model.name}.json").read_text()
+    )
     line = one_line_error(run_cli("eval", str(bad), "--data", str(archive)))
     assert "bad.tflite" in line
 

@@ -7,8 +7,8 @@ import zipfile
 
 import numpy as np
 import pytest
-
 from conftest import one_line_error, run_cli
+
 from edge.contract import DEFAULT_LABELS, FER2013_CLASSES
 from edge.errors import DataError
 from train.data import load_fer2013
@@ -77,7 +77,10 @@ def test_corrupt_image_is_skipped_and_listed(small_archive, tmp_path):
     "entries, message",
     [
         ({"test/happy/PublicTest_1.jpg": None}, "no train/"),
-        ({"train/bored/Training_1.jpg": None, "test/happy/PublicTest_1.jpg": None}, "unknown class folder"),
+        (
+            {"train/bored/Training_1.jpg": None, "test/happy/PublicTest_1.jpg": None},
+            "unknown class folder",
+        ),
         ({"train/happy/Training_1.jpg": None}, "no images under test/"),
     ],
 )

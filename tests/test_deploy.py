@@ -75,21 +75,27 @@ def free_port() -> int:
 
 
 def keygen(path: Path) -> str:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(path)],
-                   check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(path)], check=True
+    )
     return path.with_suffix(".pub").read_text().strip()
 
 
 @dataclass(frozen=True)
 class Pi:
-    target: str      # user@127.0.0.1
-    ssh_opts: str    # SSH_OPTS as a user would pass it to make
+    target: str  # user@127.0.0.1
+    ssh_opts: str  # SSH_OPTS as a user would pass it to make
     port: int
-    home: Path       # a folder of ours on the "Pi"; PI_DIRs go inside it
+    home: Path  # a folder of ours on the "Pi"; PI_DIRs go inside it
 
     def ssh(self, command: str, **kw) -> subprocess.CompletedProcess:
-        return subprocess.run(["ssh", *self.ssh_opts.split(), "-o", "BatchMode=yes", self.target,
-                               command], capture_output=True, text=True, timeout=300, **kw)
+        return subprocess.run(
+            ["ssh", *self.ssh_opts.split(), "-o", "BatchMode=yes", self.target, command],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            **kw,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +123,9 @@ KbdInteractiveAuthentication no
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
     log = (tmp / "sshd.log").open("w")
-    sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
-                            stdout=log, stderr=subprocess.STDOUT)
+    sshd = subprocess.Popen(
+        ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 15
         while True:
@@ -131,8 +138,10 @@ KbdInteractiveAuthentication no
                 if time.monotonic() > deadline:
                     pytest.fail("sshd did not listen within 15 s")
                 time.sleep(0.1)
-        opts = (f"-p {port} -i {tmp / 'client_key'} -o UserKnownHostsFile={known_hosts} "
-                "-o IdentitiesOnly=yes -F /dev/null")
+        opts = (
+            f"-p {port} -i {tmp / 'client_key'} -o UserKnownHostsFile={known_hosts} "
+            "-o IdentitiesOnly=yes -F /dev/null"
+        )
         yield Pi(f"{getpass.getuser()}@127.0.0.1", opts, port, tmp)
     finally:
         sshd.terminate()
@@ -141,26 +150,45 @@ KbdInteractiveAuthentication no
 
 
 def make(target: str, pi: Pi, pi_dir: Path, model: Path, *extra: str):
-    argv = ["make", "--no-print-directory", "-f", "deploy/deploy.mk", target, f"PI={pi.target}",
-            f"PI_DIR={pi_dir}", f"SSH_OPTS={pi.ssh_opts}", f"MODEL={model}",
-            f"PYTHON={sys.executable}", *extra]
+    argv = [
+        "make",
+        "--no-print-directory",
+        "-f",
+        "deploy/deploy.mk",
+        target,
+        f"PI={pi.target}",
+        f"PI_DIR={pi_dir}",
+        f"SSH_OPTS={pi.ssh_opts}",
+        f"MODEL={model}",
+        f"PYTHON={sys.executable}",
+        *extra,
+    ]
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
     print(proc.stdout, proc.stderr)  # shown by pytest when the test fails
     return proc
 
 
 def deploy_py(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "deploy", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "deploy", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def verify_units(unit_dir: Path, tmp: Path) -> subprocess.CompletedProcess:
     runtime = tmp / "xdg-runtime"
     runtime.mkdir(mode=0o700, exist_ok=True)
     units = ["fer-edge.service", "fer-edge-rotate.service", "fer-edge-rotate.timer"]
-    return subprocess.run(["systemd-analyze", "verify", "--user", *units], cwd=unit_dir,
-                          capture_output=True, text=True,
-                          env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)})
+    return subprocess.run(
+        ["systemd-analyze", "verify", "--user", *units],
+        cwd=unit_dir,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)},
+    )
 
 
 @pytest.mark.slow
@@ -177,9 +205,16 @@ def test_deploy_loopback(pi, tmp_path):
     assert "units verified" in out or "systemd-analyze not found" in out
 
     # Only the runtime arrived, with the model's contract and the detector.
-    for rel in ("edge/__main__.py", f"models/{model.name}", f"models/{model.name}.json",
-                "requirements-edge.txt", "Makefile", ".deploy/remote.sh",
-                ".deploy/fer-edge.service", "benchmarks/__main__.py"):
+    for rel in (
+        "edge/__main__.py",
+        f"models/{model.name}",
+        f"models/{model.name}.json",
+        "requirements-edge.txt",
+        "Makefile",
+        ".deploy/remote.sh",
+        ".deploy/fer-edge.service",
+        "benchmarks/__main__.py",
+    ):
         assert (pi_dir / rel).is_file(), rel
     assert list((pi_dir / "models").glob("face_detection_yunet*.onnx"))
     assert not (pi_dir / "benchmarks" / "results").exists()
@@ -201,8 +236,9 @@ def test_deploy_loopback(pi, tmp_path):
         assert verified.returncode == 0 and not verified.stderr.strip(), verified.stderr
 
     # The deployed runtime works, run through the Pi's own Makefile over SSH.
-    run = pi.ssh(f"cd {pi_dir} && make run SOURCE={VIDEO} MAX_FRAMES=30 "
-                 "RUN_EVENTS=logs/test-events.jsonl")
+    run = pi.ssh(
+        f"cd {pi_dir} && make run SOURCE={VIDEO} MAX_FRAMES=30 RUN_EVENTS=logs/test-events.jsonl"
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "--headless" in run.stdout and "--max_frames 30" in run.stdout
     lines = (pi_dir / "logs" / "test-events.jsonl").read_text().splitlines()
@@ -240,8 +276,9 @@ def test_deploy_loopback(pi, tmp_path):
     purged = make("undeploy", pi, pi_dir, model, "PURGE=1")
     assert purged.returncode == 0, purged.stderr
     assert not pi_dir.exists()
-    gone = deploy_py("status", f"--pi={pi.target}", f"--pi_dir={pi_dir}",
-                     f"--ssh_opts={pi.ssh_opts}")
+    gone = deploy_py(
+        "status", f"--pi={pi.target}", f"--pi_dir={pi_dir}", f"--ssh_opts={pi.ssh_opts}"
+    )
     assert gone.returncode == 1 and "nothing deployed" in gone.stderr
     print(f"loopback deploy test: {time.monotonic() - t0:.0f} s")
 
@@ -252,8 +289,13 @@ def test_deploy_refuses_foreign_folder(pi):
     foreign = pi.home / "not-ours"
     foreign.mkdir()
     (foreign / "precious.txt").write_text("keep me")
-    proc = deploy_py("deploy", f"--pi={pi.target}", f"--pi_dir={foreign}",
-                     f"--ssh_opts={pi.ssh_opts}", f"--model={model}")
+    proc = deploy_py(
+        "deploy",
+        f"--pi={pi.target}",
+        f"--pi_dir={foreign}",
+        f"--ssh_opts={pi.ssh_opts}",
+        f"--model={model}",
+    )
     assert proc.returncode == 1
     assert "step 'connect' failed" in proc.stderr and "refusing" in proc.stderr
     assert (foreign / "precious.txt").read_text() == "keep me"
@@ -271,8 +313,13 @@ def test_deploy_connect_errors_are_one_line(pi, tmp_path, case):
         empty.write_text("")
         opts = pi.ssh_opts.replace(str(pi.home / "known_hosts"), str(empty))
         expected = "Host key verification failed"
-    proc = deploy_py("deploy", f"--pi={pi.target}", f"--pi_dir={tmp_path / 'x'}",
-                     f"--ssh_opts={opts}", f"--model={model}")
+    proc = deploy_py(
+        "deploy",
+        f"--pi={pi.target}",
+        f"--pi_dir={tmp_path / 'x'}",
+        f"--ssh_opts={opts}",
+        f"--model={model}",
+    )
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith(f"deploy: error: step 'connect' failed: ssh {pi.target}: ")
@@ -291,6 +338,7 @@ def test_check_wheels_for_pi_os():
 
 
 # Fast checks of the pieces, no SSH.
+
 
 def test_requirements_come_from_the_edge_extra():
     reqs = edge_requirements()
@@ -312,10 +360,19 @@ def test_pi_dir_normalised():
 
 
 def test_changed_files_ignores_attribute_only_updates():
-    itemized = [".f..t...... edge/cli.py", ".d..t...... ./", "<f.st...... models/m.tflite",
-                "<f+++++++++ edge/new.py", "cd+++++++++ edge/sub/", "*deleting   edge/old.py"]
-    assert changed_files(itemized) == ["updated models/m.tflite", "new edge/new.py",
-                                       "deleted edge/old.py"]
+    itemized = [
+        ".f..t...... edge/cli.py",
+        ".d..t...... ./",
+        "<f.st...... models/m.tflite",
+        "<f+++++++++ edge/new.py",
+        "cd+++++++++ edge/sub/",
+        "*deleting   edge/old.py",
+    ]
+    assert changed_files(itemized) == [
+        "updated models/m.tflite",
+        "new edge/new.py",
+        "deleted edge/old.py",
+    ]
 
 
 def resolve_any_yunet() -> Path:
@@ -350,18 +407,28 @@ def test_rotate_events_keeps_generations(tmp_path):
     for _ in range(4):
         with events.open("a") as f:  # the runtime appends, so rotation must truncate in place
             f.write('{"frame": 0}\n' * 20)
-        subprocess.run(["sh", str(ROOT / "deploy" / "rotate-events.sh"), str(events), "100", "2"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["sh", str(ROOT / "deploy" / "rotate-events.sh"), str(events), "100", "2"],
+            check=True,
+            capture_output=True,
+        )
     assert events.read_text() == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "events.jsonl", "events.jsonl.1.gz", "events.jsonl.2.gz"]
+        "events.jsonl",
+        "events.jsonl.1.gz",
+        "events.jsonl.2.gz",
+    ]
 
 
 def test_make_deploy_without_pi_says_how():
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    proc = subprocess.run(["make", "-s", "-f", "deploy/deploy.mk", "deploy", "PI=",
-                           f"PYTHON={sys.executable}"], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        ["make", "-s", "-f", "deploy/deploy.mk", "deploy", "PI=", f"PYTHON={sys.executable}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0
     assert "deploy: error: PI is not set; run: make deploy PI=user@host" in proc.stderr
 
@@ -381,8 +448,10 @@ def test_remote_setup_drives_a_systemd_user_manager(tmp_path):
     if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
         pytest.skip("needs `unshare -m` (root) to fake /run/systemd/system")
     pi_dir, home, fake_bin = tmp_path / "pi", tmp_path / "home", tmp_path / "bin"
-    build(StageConfig(model=model, yunet=resolve_any_yunet(), source="picamera",
-                      pi_dir=str(pi_dir)), pi_dir)
+    build(
+        StageConfig(model=model, yunet=resolve_any_yunet(), source="picamera", pi_dir=str(pi_dir)),
+        pi_dir,
+    )
     # A venv that is already set up, so only the service steps do work.
     (pi_dir / ".venv" / "bin").mkdir(parents=True)
     (pi_dir / ".venv" / "bin" / "python").symlink_to(sys.executable)
@@ -395,15 +464,28 @@ def test_remote_setup_drives_a_systemd_user_manager(tmp_path):
     runtime = tmp_path / "xdg-runtime"
     runtime.mkdir(mode=0o700)
     calls = tmp_path / "calls"
-    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "HOME": str(home),
-           "XDG_RUNTIME_DIR": str(runtime), "CALLS": str(calls)}
+    env = {
+        **os.environ,
+        "PATH": f"{fake_bin}:{os.environ['PATH']}",
+        "HOME": str(home),
+        "XDG_RUNTIME_DIR": str(runtime),
+        "CALLS": str(calls),
+    }
     env.pop("XDG_CONFIG_HOME", None)
 
     def remote(*args: str) -> str:
-        script = ("mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd && "
-                  "mkdir /run/systemd/system && exec sh .deploy/remote.sh " + " ".join(args))
-        proc = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=pi_dir, env=env,
-                              capture_output=True, text=True, timeout=60)
+        script = (
+            "mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd && "
+            "mkdir /run/systemd/system && exec sh .deploy/remote.sh " + " ".join(args)
+        )
+        proc = subprocess.run(
+            ["unshare", "-m", "sh", "-c", script],
+            cwd=pi_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc.stdout
 
@@ -432,6 +514,8 @@ def test_remote_setup_drives_a_systemd_user_manager(tmp_path):
 
     calls.unlink()
     gone = remote("undeploy")
-    assert "systemctl --user disable --now --quiet fer-edge.service fer-edge-rotate.timer" \
+    assert (
+        "systemctl --user disable --now --quiet fer-edge.service fer-edge-rotate.timer"
         in calls.read_text()
+    )
     assert not list(unit_dir.iterdir()) and "kept " in gone and pi_dir.is_dir()

@@ -10,8 +10,8 @@ import sys
 import cv2
 import numpy as np
 import pytest
-
 from conftest import ROOT, one_line_error, run_cli
+
 from edge.classifier import Classifier
 from edge.detectors import HaarDetector, YuNetDetector
 from edge.pipeline import Pipeline, PipelineConfig
@@ -24,8 +24,16 @@ EVENT_KEYS = {"frame", "t", "track", "box", "label", "probs"}
 
 def test_headless_run_labels_a_face_in_nearly_every_frame(video, int8_model, tmp_path):
     events = tmp_path / "out.jsonl"
-    proc = run_cli("run", "--source", str(video), "--model", str(int8_model), "--headless",
-                   "--events", str(events))
+    proc = run_cli(
+        "run",
+        "--source",
+        str(video),
+        "--model",
+        str(int8_model),
+        "--headless",
+        "--events",
+        str(events),
+    )
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in events.read_text().splitlines()]
     assert rows and all(EVENT_KEYS <= set(r) for r in rows)
@@ -51,8 +59,9 @@ def test_runtime_works_with_tensorflow_unimportable(video, int8_model, tmp_path)
         "assert 'tensorflow' not in [k for k, v in sys.modules.items() if v is not None]\n"
         "sys.exit(rc)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert len({json.loads(x)["frame"] for x in events.read_text().splitlines()}) >= 38
 
@@ -60,8 +69,16 @@ def test_runtime_works_with_tensorflow_unimportable(video, int8_model, tmp_path)
 def test_edge_package_never_imports_training_code():
     for path in (ROOT / "edge").rglob("*.py"):
         text = path.read_text()
-        for banned in ("import tensorflow", "from tensorflow", "import keras", "from keras",
-                       "from train", "import train", "from convert", "import convert"):
+        for banned in (
+            "import tensorflow",
+            "from tensorflow",
+            "import keras",
+            "from keras",
+            "from train",
+            "import train",
+            "from convert",
+            "import convert",
+        ):
             assert banned not in text, f"{path.name} has {banned!r}"
 
 
@@ -94,10 +111,10 @@ def test_smoothing_holds_label_steady_and_keeps_track_ids():
     box = Box(100, 100, 80, 80)
     happy, sad = np.array([0, 1.0, 0, 0, 0]), np.array([0, 0, 1.0, 0, 0])
     for _ in range(10):
-        (tid, probs), = tracker.update([box], [happy])
-    (tid2, probs), = tracker.update([Box(104, 102, 80, 80)], [sad])  # one odd frame
+        ((tid, probs),) = tracker.update([box], [happy])
+    ((tid2, probs),) = tracker.update([Box(104, 102, 80, 80)], [sad])  # one odd frame
     assert tid2 == tid and int(np.argmax(probs)) == 1
-    (other, _), = tracker.update([Box(400, 100, 80, 80)], [sad])  # a face elsewhere is new
+    ((other, _),) = tracker.update([Box(400, 100, 80, 80)], [sad])  # a face elsewhere is new
     assert other != tid
 
 
@@ -114,15 +131,20 @@ def test_image_folder_source(tmp_path, video):
 
 # --- every bad input: one line, non-zero exit, no traceback ---------------------------------
 
+
 def test_missing_source(int8_model):
-    line = one_line_error(run_cli("run", "--source", "no/such/video.mp4", "--model", str(int8_model), "--headless"))
+    line = one_line_error(
+        run_cli("run", "--source", "no/such/video.mp4", "--model", str(int8_model), "--headless")
+    )
     assert "no/such/video.mp4" in line
 
 
 def test_unreadable_video(int8_model, tmp_path):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(os.urandom(4096))
-    line = one_line_error(run_cli("run", "--source", str(bad), "--model", str(int8_model), "--headless"))
+    line = one_line_error(
+        run_cli("run", "--source", str(bad), "--model", str(int8_model), "--headless")
+    )
     assert "broken.mp4" in line and "cannot decode" in line
 
 
@@ -130,7 +152,9 @@ def test_unreadable_video(int8_model, tmp_path):
 def test_corrupt_model(video, int8_model, tmp_path, content):
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(content)
-    (tmp_path / "bad.tflite.json").write_text((int8_model.parent / (int8_model.name + ".json")).read_text())
+    (tmp_path / "bad.tflite.json").write_text(
+        (int8_model.parent / (int8_model.name + ".json")).read_text()
+    )
     line = one_line_error(run_cli("run", "--source", str(video), "--model", str(bad), "--headless"))
     assert "bad.tflite" in line
 
@@ -138,7 +162,9 @@ def test_corrupt_model(video, int8_model, tmp_path, content):
 def test_model_without_contract(video, int8_model, tmp_path):
     lonely = tmp_path / "lonely.tflite"
     lonely.write_bytes(int8_model.read_bytes())
-    line = one_line_error(run_cli("run", "--source", str(video), "--model", str(lonely), "--headless"))
+    line = one_line_error(
+        run_cli("run", "--source", str(video), "--model", str(lonely), "--headless")
+    )
     assert "lonely.tflite.json" in line
 
 
@@ -148,20 +174,44 @@ def test_camera_index_that_does_not_exist(int8_model):
 
 
 def test_missing_yunet_file(video, int8_model, tmp_path):
-    line = one_line_error(run_cli("run", "--source", str(video), "--model", str(int8_model), "--headless",
-                                  "--yunet_model", str(tmp_path / "yunet.onnx")))
+    line = one_line_error(
+        run_cli(
+            "run",
+            "--source",
+            str(video),
+            "--model",
+            str(int8_model),
+            "--headless",
+            "--yunet_model",
+            str(tmp_path / "yunet.onnx"),
+        )
+    )
     assert "yunet.onnx" in line
 
 
-@pytest.mark.parametrize("flags", [["--detector", "mtcnn"], ["--threads", "0"], ["--detect_every", "x"]])
+@pytest.mark.parametrize(
+    "flags", [["--detector", "mtcnn"], ["--threads", "0"], ["--detect_every", "x"]]
+)
 def test_unknown_option_value(video, int8_model, flags):
-    line = one_line_error(run_cli("run", "--source", str(video), "--model", str(int8_model), *flags))
+    line = one_line_error(
+        run_cli("run", "--source", str(video), "--model", str(int8_model), *flags)
+    )
     assert flags[0] in line
 
 
 def test_events_file_in_missing_folder(video, int8_model, tmp_path):
-    line = one_line_error(run_cli("run", "--source", str(video), "--model", str(int8_model), "--headless",
-                                  "--events", str(tmp_path / "nope" / "e.jsonl")))
+    line = one_line_error(
+        run_cli(
+            "run",
+            "--source",
+            str(video),
+            "--model",
+            str(int8_model),
+            "--headless",
+            "--events",
+            str(tmp_path / "nope" / "e.jsonl"),
+        )
+    )
     assert "--events" in line
 
 
@@ -170,3 +220,87 @@ def test_checks_reports_what_it_found(int8_model, video):
     assert proc.returncode == 0, proc.stderr
     for word in ("interpreter", "threads", "input", "detector", "source", "int8"):
         assert word in proc.stdout
+
+
+def _start_run(*flags: str) -> subprocess.Popen:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge", "run", *flags],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(predicate, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_sigterm_stops_cleanly_and_every_event_line_is_whole(video, int8_model, tmp_path):
+    import signal
+
+    events = tmp_path / "e.jsonl"
+    proc = _start_run(
+        "--source",
+        str(video),
+        "--model",
+        str(int8_model),
+        "--headless",
+        "--loop",
+        "--events",
+        str(events),
+    )
+    _wait_for(lambda: events.exists() and events.stat().st_size > 20_000)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "stopping" in err and "frames, a face in" in err  # the summary line still runs
+    text = events.read_text()
+    assert text.endswith("\n")
+    assert all(EVENT_KEYS <= set(json.loads(line)) for line in text.splitlines())
+
+
+def test_mjpeg_preview_serves_jpeg_frames_on_loopback(video, int8_model):
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = _start_run(
+        "--source",
+        str(video),
+        "--model",
+        str(int8_model),
+        "--headless",
+        "--loop",
+        "--preview_port",
+        str(port),
+    )
+    try:
+
+        def fetch():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                    assert r.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+                    return r.read(400_000)  # several whole frames
+            except OSError:
+                return None
+
+        _wait_for(lambda: fetch() is not None)
+        body = fetch()
+        start = body.index(b"\xff\xd8")  # a JPEG's start-of-image marker after the part header
+        assert b"Content-Type: image/jpeg" in body[:start]
+        end = body.index(b"\r\n--frame", start)
+        frame = cv2.imdecode(np.frombuffer(body[start:end], np.uint8), cv2.IMREAD_COLOR)
+        assert frame.shape == (480, 854, 3)  # the whole overlaid frame
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

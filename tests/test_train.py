@@ -8,8 +8,8 @@ import time
 import cv2
 import numpy as np
 import pytest
-
 from conftest import one_line_error, run_cli
+
 from edge.contract import read_contract
 from edge.sources import open_source
 
@@ -56,9 +56,22 @@ def personal_folder(tmp_path_factory, video):
 def test_stage2_smoke_reports_before_and_after(smoke_training, personal_folder, archive, tmp_path):
     out, _ = smoke_training
     t0 = time.time()
-    proc = run_cli("finetune", "--base", str(out / "smoke.keras"), "--personal", str(personal_folder),
-                   "--data", str(archive), "--out", str(tmp_path), "--epochs", "2",
-                   "--trainable_top", "20", timeout=300)
+    proc = run_cli(
+        "finetune",
+        "--base",
+        str(out / "smoke.keras"),
+        "--personal",
+        str(personal_folder),
+        "--data",
+        str(archive),
+        "--out",
+        str(tmp_path),
+        "--epochs",
+        "2",
+        "--trainable_top",
+        "20",
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "fer_personal.report.json").read_text())
     assert report["photos"]["classes"] == {"happy": 5, "neutral": 5}
@@ -77,13 +90,16 @@ def test_stage2_too_few_photos_is_a_clear_error(smoke_training, tmp_path, person
     few.mkdir(parents=True)
     for f in list((personal_folder / "happy").iterdir())[:2]:
         (few / f.name).write_bytes(f.read_bytes())
-    line = one_line_error(run_cli("finetune", "--base", str(out / "smoke.keras"),
-                                  "--personal", str(tmp_path / "few")))
+    line = one_line_error(
+        run_cli("finetune", "--base", str(out / "smoke.keras"), "--personal", str(tmp_path / "few"))
+    )
     assert "sad" in line and "at least 5" in line
 
 
 def test_stage2_unknown_class_folder_is_a_clear_error(smoke_training, tmp_path):
     out, _ = smoke_training
     (tmp_path / "bored").mkdir()
-    line = one_line_error(run_cli("finetune", "--base", str(out / "smoke.keras"), "--personal", str(tmp_path)))
+    line = one_line_error(
+        run_cli("finetune", "--base", str(out / "smoke.keras"), "--personal", str(tmp_path))
+    )
     assert "bored" in line and "unknown class" in line

@@ -31,11 +31,14 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, prefix: str = "") 
         dest = f"{prefix}{f.name}"
         kind = hints[f.name]
         if isinstance(default, bool):
-            parser.add_argument(flag, dest=dest, default=default, action=argparse.BooleanOptionalAction)
+            parser.add_argument(
+                flag, dest=dest, default=default, action=argparse.BooleanOptionalAction
+            )
         elif isinstance(default, tuple):
             elem = str if "str" in str(kind) else (float if "float" in str(kind) else int)
-            parser.add_argument(flag, dest=dest, default=default, type=_parse_tuple(elem),
-                                metavar="A,B,...")
+            parser.add_argument(
+                flag, dest=dest, default=default, type=_parse_tuple(elem), metavar="A,B,..."
+            )
         else:
             parser.add_argument(flag, dest=dest, default=default, type=type(default))
 
@@ -52,8 +55,11 @@ def build_dataclass(cls, args: argparse.Namespace, prefix: str = ""):
 
 
 def add_data_parser(sub) -> None:
-    p = sub.add_parser("data", help="decode FER2013 into the cache and print its counts",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(
+        "data",
+        help="decode FER2013 into the cache and print its counts",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--data", default="", help="archive.zip, extracted folder or fer2013.csv")
     p.set_defaults(func=cmd_data)
 
@@ -68,22 +74,30 @@ def cmd_data(args) -> int:
     print(f"{'class':>10} " + " ".join(f"{s:>8}" for s in SPLITS))
     for c in FER2013_CLASSES:
         print(f"{c:>10} " + " ".join(f"{counts[s][c]:>8}" for s in SPLITS))
-    print(f"skipped (failed to decode): {len(data.skipped)}" +
-          (f" first: {data.skipped[0]}" if data.skipped else ""))
+    print(
+        f"skipped (failed to decode): {len(data.skipped)}"
+        + (f" first: {data.skipped[0]}" if data.skipped else "")
+    )
     print(f"train images identical to a test image: {int(data.train_copies_of_test().sum())}")
     return 0
 
 
 def add_train_parser(sub) -> None:
-    p = sub.add_parser("train", help="stage 1: train on FER2013",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(
+        "train",
+        help="stage 1: train on FER2013",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     add_dataclass_flags(p, Stage1Config)
     p.set_defaults(func=cmd_train)
 
 
 def add_finetune_parser(sub) -> None:
-    p = sub.add_parser("finetune", help="stage 2: fine-tune on a personal photo folder",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(
+        "finetune",
+        help="stage 2: fine-tune on a personal photo folder",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     add_dataclass_flags(p, Stage2Config)
     p.set_defaults(func=cmd_finetune)
 
@@ -109,5 +123,3 @@ def cmd_finetune(args) -> int:
     for key in ("personal_before", "personal_after", "private_before", "private_after"):
         print(format_report(report[key], title=key))
     return 0
-
-

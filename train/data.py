@@ -49,7 +49,10 @@ class Fer2013:
     skipped: tuple[str, ...] = field(default=())  # entries that failed to decode
 
     def select(
-        self, split: str, labels: tuple[str, ...] = DEFAULT_LABELS, drop_test_duplicates: bool = False
+        self,
+        split: str,
+        labels: tuple[str, ...] = DEFAULT_LABELS,
+        drop_test_duplicates: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Images of `split` ('train', 'public', 'private' or 'test') with labels re-indexed
         into `labels`; classes not in `labels` are left out."""
@@ -58,7 +61,9 @@ class Fer2013:
             raise DataError(f"unknown split {split!r}; choose from train, public, private, test")
         unknown = [c for c in labels if c not in FER2013_CLASSES]
         if unknown:
-            raise DataError(f"unknown class {unknown[0]!r}; FER2013 has {', '.join(FER2013_CLASSES)}")
+            raise DataError(
+                f"unknown class {unknown[0]!r}; FER2013 has {', '.join(FER2013_CLASSES)}"
+            )
         remap = np.full(len(FER2013_CLASSES), -1, np.int64)
         for new, name in enumerate(labels):
             remap[FER2013_CLASSES.index(name)] = new
@@ -78,7 +83,9 @@ class Fer2013:
         out = {}
         for code, split in enumerate(SPLITS):
             m = self.splits == code
-            out[split] = {c: int(np.sum(self.labels[m] == i)) for i, c in enumerate(FER2013_CLASSES)}
+            out[split] = {
+                c: int(np.sum(self.labels[m] == i)) for i, c in enumerate(FER2013_CLASSES)
+            }
         return out
 
 
@@ -179,7 +186,9 @@ def _from_entries(entries, path: Path, digest: str) -> Fer2013:
         if top not in ("train", "test"):
             continue
         if cls not in FER2013_CLASSES:
-            raise DataError(f"{path}: unknown class folder {top}/{cls}; expected {', '.join(FER2013_CLASSES)}")
+            raise DataError(
+                f"{path}: unknown class folder {top}/{cls}; expected {', '.join(FER2013_CLASSES)}"
+            )
         seen[(top, cls)] = seen.get((top, cls), 0) + 1
         img = cv2.imdecode(np.frombuffer(read(), np.uint8), cv2.IMREAD_GRAYSCALE)
         if img is None:
@@ -198,7 +207,9 @@ def _from_entries(entries, path: Path, digest: str) -> Fer2013:
     if not any(t == "test" for t, _ in seen):
         raise DataError(f"{path}: no images under test/ (needed for validation and evaluation)")
     if skipped:
-        log.warning("%d images failed to decode and were skipped (first: %s)", len(skipped), skipped[0])
+        log.warning(
+            "%d images failed to decode and were skipped (first: %s)", len(skipped), skipped[0]
+        )
     if not images:
         raise DataError(f"{path}: no image decoded")
     return Fer2013(
@@ -216,7 +227,9 @@ def _from_csv(path: Path, digest: str) -> Fer2013:
     images, labels, splits, names, skipped = [], [], [], [], []
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        if reader.fieldnames is None or not {"emotion", "pixels", "Usage"} <= set(reader.fieldnames):
+        if reader.fieldnames is None or not {"emotion", "pixels", "Usage"} <= set(
+            reader.fieldnames
+        ):
             raise DataError(f"{path}: expected a fer2013.csv with columns emotion,pixels,Usage")
         for row_no, row in enumerate(reader, start=2):
             try:
@@ -235,8 +248,13 @@ def _from_csv(path: Path, digest: str) -> Fer2013:
     if not images:
         raise DataError(f"{path}: no usable rows")
     return Fer2013(
-        np.stack(images), np.array(labels, np.int8), np.array(splits, np.uint8), np.array(names),
-        str(path), digest, tuple(skipped),
+        np.stack(images),
+        np.array(labels, np.int8),
+        np.array(splits, np.uint8),
+        np.array(names),
+        str(path),
+        digest,
+        tuple(skipped),
     )
 
 
@@ -244,15 +262,28 @@ def _write_cache(cached: Path, data: Fer2013) -> None:
     cached.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".fer2013-", suffix=".npz", dir=cached.parent)
     with os.fdopen(fd, "wb") as f:
-        np.savez(f, images=data.images, labels=data.labels, splits=data.splits, names=data.names,
-                 skipped=np.array(data.skipped, dtype=str))
+        np.savez(
+            f,
+            images=data.images,
+            labels=data.labels,
+            splits=data.splits,
+            names=data.names,
+            skipped=np.array(data.skipped, dtype=str),
+        )
     os.replace(tmp, cached)
 
 
 def _read_cache(cached: Path, path: Path, digest: str) -> Fer2013:
     with np.load(cached, allow_pickle=False) as z:
-        return Fer2013(z["images"], z["labels"], z["splits"], z["names"], str(path), digest,
-                       tuple(z["skipped"].tolist()))
+        return Fer2013(
+            z["images"],
+            z["labels"],
+            z["splits"],
+            z["names"],
+            str(path),
+            digest,
+            tuple(z["skipped"].tolist()),
+        )
 
 
 __all__ = ["Fer2013", "load_fer2013", "default_data_path", "SPLITS", "KAGGLE_HINT"]

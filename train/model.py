@@ -16,7 +16,9 @@ from train.config import ModelConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_WEIGHTS = (
-    PROJECT_ROOT.parent / "shared" / "weights"
+    PROJECT_ROOT.parent
+    / "shared"
+    / "weights"
     / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
 )
 
@@ -34,8 +36,9 @@ def build_model(cfg: ModelConfig) -> keras.Model:
     inp = keras.Input((cfg.input_size, cfg.input_size, 1), name="face")
     x = layers.Rescaling(1 / 127.5, offset=-1.0, name="to_pm1")(inp)  # MobileNetV2's range
     if cfg.backbone_size != cfg.input_size:
-        x = layers.Resizing(cfg.backbone_size, cfg.backbone_size, interpolation="bilinear",
-                            name="resize")(x)
+        x = layers.Resizing(
+            cfg.backbone_size, cfg.backbone_size, interpolation="bilinear", name="resize"
+        )(x)
     x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
     backbone = keras.applications.MobileNetV2(
         input_tensor=x, include_top=False, weights=None, alpha=cfg.alpha
@@ -68,7 +71,9 @@ def _load_backbone_weights(backbone: keras.Model, cfg: ModelConfig) -> None:
 
         raise ConfigError(f"--backbone_weights {weights}: file not found")
     ref = keras.applications.MobileNetV2(
-        input_shape=(size, size, 3), include_top=False, alpha=cfg.alpha,
+        input_shape=(size, size, 3),
+        include_top=False,
+        alpha=cfg.alpha,
         weights="imagenet" if weights == "imagenet" else None,
     )
     if weights != "imagenet":

@@ -17,8 +17,9 @@ from edge.types import Frame
 log = logging.getLogger(__name__)
 
 
-def load_personal(folder: str | Path, contract: Contract, detector=None,
-                  min_per_class: int = 5) -> tuple[np.ndarray, np.ndarray, dict]:
+def load_personal(
+    folder: str | Path, contract: Contract, detector=None, min_per_class: int = 5
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """Crops (N, S, S) uint8, labels (N,) in contract order, and a summary.
 
     Each photo goes through the detector and the runtime's crop rule, so a fine-tuned model
@@ -30,12 +31,16 @@ def load_personal(folder: str | Path, contract: Contract, detector=None,
         raise DataError(f"{root}: personal photo folder not found")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
-        raise DataError(f"{root}: no class folders; expected {root}/<class>/*.jpg with classes "
-                        f"from {', '.join(contract.labels)}")
+        raise DataError(
+            f"{root}: no class folders; expected {root}/<class>/*.jpg with classes "
+            f"from {', '.join(contract.labels)}"
+        )
     unknown = [c for c in classes if c not in contract.labels]
     if unknown:
-        raise DataError(f"{root / unknown[0]}: unknown class; the model's classes are "
-                        f"{', '.join(contract.labels)}")
+        raise DataError(
+            f"{root / unknown[0]}: unknown class; the model's classes are "
+            f"{', '.join(contract.labels)}"
+        )
     crops, labels = [], []
     summary = {"classes": {}, "no_face_used_whole": [], "unreadable": []}
     whole = contract.with_(margin=0.0)
@@ -58,8 +63,10 @@ def load_personal(folder: str | Path, contract: Contract, detector=None,
             labels.append(contract.labels.index(cls))
             n += 1
         if n < min_per_class:
-            raise DataError(f"{root / cls}: {n} usable photos; at least {min_per_class} per class "
-                            "are needed (about 20 is good)")
+            raise DataError(
+                f"{root / cls}: {n} usable photos; at least {min_per_class} per class "
+                "are needed (about 20 is good)"
+            )
         summary["classes"][cls] = n
     missing = [c for c in contract.labels if c not in classes]
     if missing:

@@ -25,13 +25,21 @@ def augmenter(seed: int) -> tf.keras.Sequential:
 
 
 def make_dataset(
-    x: np.ndarray, y: np.ndarray, n_classes: int, batch_size: int, training: bool,
-    seed: int = 0, augment: bool = True, sample_weights: np.ndarray | None = None,
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    batch_size: int,
+    training: bool,
+    seed: int = 0,
+    augment: bool = True,
+    sample_weights: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """Raw uint8 (N, S, S) images -> batches of float32 (B, S, S, 1) 0..255 and one-hot labels."""
     x = x[..., None] if x.ndim == 3 else x
     onehot = np.eye(n_classes, dtype=np.float32)[y]
-    parts = (x, onehot) if sample_weights is None else (x, onehot, sample_weights.astype(np.float32))
+    parts = (
+        (x, onehot) if sample_weights is None else (x, onehot, sample_weights.astype(np.float32))
+    )
     ds = tf.data.Dataset.from_tensor_slices(parts)
     if training:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)

@@ -40,8 +40,10 @@ def cosine_with_warmup(peak: float, floor: float, warmup_steps: int, total_steps
 
     decay_steps = max(1, total_steps - warmup_steps)
     return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=floor if warmup_steps else peak, decay_steps=decay_steps,
-        alpha=floor / peak, warmup_target=peak if warmup_steps else None,
+        initial_learning_rate=floor if warmup_steps else peak,
+        decay_steps=decay_steps,
+        alpha=floor / peak,
+        warmup_target=peak if warmup_steps else None,
         warmup_steps=warmup_steps,
     )
 
@@ -64,8 +66,13 @@ def versions() -> dict:
     import keras
     import tensorflow as tf
 
-    return {"python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "numpy": np.__version__, "machine": platform.machine()}
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "machine": platform.machine(),
+    }
 
 
 def run_stage1(cfg: Stage1Config) -> dict:
@@ -94,16 +101,22 @@ def run_stage1(cfg: Stage1Config) -> dict:
         x_va, y_va = x_va[keep], y_va[keep]
     log.info("train %d images, PublicTest %d, classes %s", len(y_tr), len(y_va), ", ".join(labels))
 
-    weights = balanced_class_weights(y_tr, k) ** cfg.class_weight_power if cfg.class_weights else np.ones(k)
-    train_ds = make_dataset(x_tr, y_tr, k, cfg.batch_size, True, cfg.seed, cfg.augment,
-                            sample_weights=weights[y_tr])
+    weights = (
+        balanced_class_weights(y_tr, k) ** cfg.class_weight_power
+        if cfg.class_weights
+        else np.ones(k)
+    )
+    train_ds = make_dataset(
+        x_tr, y_tr, k, cfg.batch_size, True, cfg.seed, cfg.augment, sample_weights=weights[y_tr]
+    )
     val_ds = make_dataset(x_va, y_va, k, 256, False)
     steps = int(np.ceil(len(y_tr) / cfg.batch_size))
 
     with distribution_strategy().scope():
         net = build_model(cfg.model)
-        schedule = cosine_with_warmup(cfg.lr, cfg.min_lr, int(cfg.warmup_epochs * steps),
-                                      cfg.epochs * steps)
+        schedule = cosine_with_warmup(
+            cfg.lr, cfg.min_lr, int(cfg.warmup_epochs * steps), cfg.epochs * steps
+        )
         net.compile(
             optimizer=keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
@@ -113,12 +126,18 @@ def run_stage1(cfg: Stage1Config) -> dict:
     history_csv = out / f"{cfg.name}.history.csv"
     callbacks = [
         keras.callbacks.BackupAndRestore(str(ckpt_dir)),
-        keras.callbacks.EarlyStopping("val_accuracy", patience=cfg.patience, mode="max",
-                                      restore_best_weights=True),
+        keras.callbacks.EarlyStopping(
+            "val_accuracy", patience=cfg.patience, mode="max", restore_best_weights=True
+        ),
         keras.callbacks.CSVLogger(str(history_csv), append=True),
     ]
-    hist = net.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks,
-                   verbose=1 if sys.stdout.isatty() else 2)
+    hist = net.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=cfg.epochs,
+        callbacks=callbacks,
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
     epochs_run = len(hist.history.get("loss", []))
     best_epoch = int(np.argmax(hist.history["val_accuracy"])) + 1 if epochs_run else 0
 
@@ -127,23 +146,40 @@ def run_stage1(cfg: Stage1Config) -> dict:
     save_model_atomic(model, stem.with_suffix(".keras"))
     save_model_atomic(model, stem.with_suffix(".h5"))
     wall = time.time() - t0
-    contract = Contract(labels=labels, input_size=cfg.model.input_size, tta_flip=cfg.tta_flip,
-                        provenance={"data_sha256": data.sha256, "stage": 1})
+    contract = Contract(
+        labels=labels,
+        input_size=cfg.model.input_size,
+        tta_flip=cfg.tta_flip,
+        provenance={"data_sha256": data.sha256, "stage": 1},
+    )
     write_contract(stem.with_suffix(".keras"), contract)
     write_contract(stem.with_suffix(".h5"), contract)
     atomic_write_text(stem.with_suffix(".config.json"), dump(cfg))
 
-    report = {"stage": 1, "model": str(stem.with_suffix(".keras")), "labels": list(labels),
-              "epochs_run": epochs_run, "best_epoch": best_epoch, "wall_seconds": round(wall, 1),
-              "train_images": int(len(y_tr)), "data_source": data.source,
-              "data_sha256": data.sha256, "skipped_images": list(data.skipped),
-              "class_weights": [round(float(w), 4) for w in weights],
-              "params": int(net.count_params()), "versions": versions(),
-              "tf_threads": {"intra": tf.config.threading.get_intra_op_parallelism_threads(),
-                             "inter": tf.config.threading.get_inter_op_parallelism_threads()},
-              "splits": {}}
+    report = {
+        "stage": 1,
+        "model": str(stem.with_suffix(".keras")),
+        "labels": list(labels),
+        "epochs_run": epochs_run,
+        "best_epoch": best_epoch,
+        "wall_seconds": round(wall, 1),
+        "train_images": int(len(y_tr)),
+        "data_source": data.source,
+        "data_sha256": data.sha256,
+        "skipped_images": list(data.skipped),
+        "class_weights": [round(float(w), 4) for w in weights],
+        "params": int(net.count_params()),
+        "versions": versions(),
+        "tf_threads": {
+            "intra": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter": tf.config.threading.get_inter_op_parallelism_threads(),
+        },
+        "splits": {},
+    }
     for split in ("public", "private"):
         xs, ys = data.select(split, labels)
-        report["splits"][split] = classification_report(ys, predict_probs(model, xs).argmax(1), labels)
+        report["splits"][split] = classification_report(
+            ys, predict_probs(model, xs).argmax(1), labels
+        )
     atomic_write_text(stem.with_suffix(".report.json"), json.dumps(report, indent=2) + "\n")
     return report

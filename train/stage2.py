@@ -53,7 +53,11 @@ def run_stage2(cfg: Stage2Config) -> dict:
     base_path = Path(cfg.base)
     shipped = load_keras(base_path)
     contract = read_contract(base_path)
-    detector = None if cfg.detector == "none" else make_detector(cfg.detector, yunet_model=cfg.yunet_model or None)
+    detector = (
+        None
+        if cfg.detector == "none"
+        else make_detector(cfg.detector, yunet_model=cfg.yunet_model or None)
+    )
     x, y, summary = load_personal(cfg.personal, contract, detector, cfg.min_per_class)
     tr, ho = holdout_split(y, cfg.holdout, cfg.seed)
     labels = contract.labels
@@ -61,8 +65,10 @@ def run_stage2(cfg: Stage2Config) -> dict:
     x_priv, y_priv = fer.select("private", labels)
 
     def scores(model) -> tuple[dict, dict]:
-        return (classification_report(y[ho], predict_probs(model, x[ho]).argmax(1), labels),
-                classification_report(y_priv, predict_probs(model, x_priv).argmax(1), labels))
+        return (
+            classification_report(y[ho], predict_probs(model, x[ho]).argmax(1), labels),
+            classification_report(y_priv, predict_probs(model, x_priv).argmax(1), labels),
+        )
 
     personal_before, private_before = scores(shipped)
     # The shipped graph wraps the trained net with the mirror average; fine-tune the net.
@@ -72,10 +78,24 @@ def run_stage2(cfg: Stage2Config) -> dict:
     train_ds = make_dataset(x[tr], y[tr], k, cfg.batch_size, True, cfg.seed, augment=True)
     val_ds = make_dataset(x[ho], y[ho], k, 64, False)
     steps = int(np.ceil(len(tr) / cfg.batch_size))
-    net.compile(optimizer=keras.optimizers.Adam(cosine_with_warmup(cfg.lr, cfg.min_lr, 0, cfg.epochs * steps)),
-                loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
-    hist = net.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, verbose=2, callbacks=[
-        keras.callbacks.EarlyStopping("val_loss", patience=cfg.patience, restore_best_weights=True)])
+    net.compile(
+        optimizer=keras.optimizers.Adam(
+            cosine_with_warmup(cfg.lr, cfg.min_lr, 0, cfg.epochs * steps)
+        ),
+        loss=keras.losses.CategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
+    hist = net.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=cfg.epochs,
+        verbose=2,
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                "val_loss", patience=cfg.patience, restore_best_weights=True
+            )
+        ],
+    )
     tuned = inference_model(net, contract.tta_flip)
     personal_after, private_after = scores(tuned)
 
@@ -83,20 +103,34 @@ def run_stage2(cfg: Stage2Config) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     stem = out / cfg.name
     save_model_atomic(tuned, stem.with_suffix(".keras"))
-    new_contract = contract.with_(provenance=dict(contract.provenance, stage=2,
-                                                  base_model=base_path.name, personal=str(cfg.personal)))
+    new_contract = contract.with_(
+        provenance=dict(
+            contract.provenance, stage=2, base_model=base_path.name, personal=str(cfg.personal)
+        )
+    )
     write_contract(stem.with_suffix(".keras"), new_contract)
     atomic_write_text(stem.with_suffix(".config.json"), dump(cfg))
     report = {
-        "stage": 2, "model": str(stem.with_suffix(".keras")), "base": str(base_path),
-        "photos": summary, "train_photos": int(len(tr)), "holdout_photos": int(len(ho)),
-        "trainable_layers_with_weights": trainable, "epochs_run": len(hist.history["loss"]),
+        "stage": 2,
+        "model": str(stem.with_suffix(".keras")),
+        "base": str(base_path),
+        "photos": summary,
+        "train_photos": int(len(tr)),
+        "holdout_photos": int(len(ho)),
+        "trainable_layers_with_weights": trainable,
+        "epochs_run": len(hist.history["loss"]),
         "wall_seconds": round(time.time() - t0, 1),
-        "personal_before": personal_before, "personal_after": personal_after,
-        "private_before": private_before, "private_after": private_after,
+        "personal_before": personal_before,
+        "personal_after": personal_after,
+        "private_before": private_before,
+        "private_after": private_after,
     }
     atomic_write_text(stem.with_suffix(".report.json"), json.dumps(report, indent=2) + "\n")
-    log.info("personal hold-out %.1f%% -> %.1f%%; FER2013 PrivateTest %.1f%% -> %.1f%%",
-             100 * personal_before["accuracy"], 100 * personal_after["accuracy"],
-             100 * private_before["accuracy"], 100 * private_after["accuracy"])
+    log.info(
+        "personal hold-out %.1f%% -> %.1f%%; FER2013 PrivateTest %.1f%% -> %.1f%%",
+        100 * personal_before["accuracy"],
+        100 * personal_after["accuracy"],
+        100 * private_before["accuracy"],
+        100 * private_after["accuracy"],
+    )
     return report
