@@ -7,12 +7,10 @@ and on a Pi there is no TensorFlow, matplotlib, psutil or tqdm.
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from pathlib import Path
 
-from edge.cli import positive_int
-from edge.errors import ConfigError, FerEdgeError, ModelError
+from edge.cli import command_parser, positive_int, run_command
+from edge.errors import ConfigError, ModelError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = PROJECT_ROOT.parent / "shared" / "media" / "obama_face2face-demo_1280x720_30fps.mp4"
@@ -170,22 +168,6 @@ def cmd_bench_accuracy(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument(
-        "--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser, sub = command_parser("python -m benchmarks", __doc__.splitlines()[0])
     add_bench_parsers(sub)
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        return int(args.func(args) or 0)
-    except FerEdgeError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_command(parser, argv)

@@ -68,14 +68,36 @@ def add_runtime_flags(p: argparse.ArgumentParser, source_default: str = "0") -> 
     p.add_argument("--height", type=int, default=0, help="requested camera height")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m edge", description=__doc__.splitlines()[0])
+def command_parser(prog: str, description: str) -> tuple[OneLineParser, object]:
+    """The top-level parser every entry point shares, and its subcommand registry."""
+    parser = OneLineParser(prog=prog, description=description)
     parser.add_argument(
         "--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser
     )
+    return parser, sub
+
+
+def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse, run the chosen subcommand, and turn a FerEdgeError into one line + exit 2."""
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.func(args) or 0)
+    except FerEdgeError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser, sub = command_parser("python -m edge", __doc__.splitlines()[0])
     add_subcommands(sub)
     return parser
 
@@ -295,13 +317,4 @@ def cmd_capture(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.func(args) or 0)
-    except FerEdgeError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_command(build_parser(), argv)

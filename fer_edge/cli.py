@@ -6,21 +6,13 @@ works on a device that has just the `edge` extra.
 
 from __future__ import annotations
 
-import logging
 import sys
 
-from edge.cli import OneLineParser
-from edge.errors import FerEdgeError
+from edge.cli import OneLineParser, command_parser, run_command
 
 
 def build_parser() -> OneLineParser:
-    parser = OneLineParser(prog="fer-edge", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
-    sub = parser.add_subparsers(
-        dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser
-    )
+    parser, sub = command_parser("fer-edge", __doc__.splitlines()[0])
     # Training and conversion parsers import no TensorFlow; their commands do, when run.
     from convert.cli import add_convert_parser
     from edge.cli import add_subcommands as add_edge_commands
@@ -43,19 +35,7 @@ def build_parser() -> OneLineParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        return int(args.func(args) or 0)
-    except FerEdgeError as exc:
-        print(f"fer-edge: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("fer-edge: interrupted", file=sys.stderr)
-        return 130
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":
