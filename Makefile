@@ -102,9 +102,10 @@ lint: $(STAMP) ## ruff
 models: ## put the YuNet face detector in models/ (from YUNET_SRC or the OpenCV Zoo), sha256-checked
 	@mkdir -p $(MODELS)
 	@f=$(MODELS)/face_detection_yunet.onnx; \
-	  if [ ! -f $$f ] && [ -f "$(YUNET_SRC)" ]; then cp "$(YUNET_SRC)" $$f; fi; \
+	  if [ ! -f $$f ] && [ -f "$(YUNET_SRC)" ]; then install -m 644 "$(YUNET_SRC)" $$f; fi; \
 	  if [ ! -f $$f ]; then curl -fsSL -o $$f.part "$(YUNET_URL)" && mv $$f.part $$f; fi; \
-	  echo "$(YUNET_SHA256)  $$f" | sha256sum -c - || { echo "make models: $$f has an unexpected sha256; delete it and retry, or set YUNET_SHA256"; exit 1; }
+	  echo "$(YUNET_SHA256)  $$f" | sha256sum --quiet -c - 2>/dev/null || { rm -f $$f; echo "make models: $$f had an unexpected sha256 and was removed; check YUNET_SRC / YUNET_URL, or set YUNET_SHA256 to your verified copy's hash"; exit 1; }; \
+	  echo "$$f: sha256 OK"
 
 clean: ## remove caches (not models, not the venv)
 	rm -rf .pytest_cache .ruff_cache **/__pycache__
