@@ -174,6 +174,8 @@ class LatestFrameReader:
                     self._frame, self._seq = img, self._seq + 1
                     self._cond.notify_all()
                 continue
+            if self._stop.is_set():
+                return
             log.warning("%s stopped delivering frames; reopening in %.1f s", self._name, backoff)
             if self._stop.wait(backoff):
                 return

@@ -304,3 +304,69 @@ def test_mjpeg_preview_serves_jpeg_frames_on_loopback(video, int8_model):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_live_stream_that_drops_is_reopened_with_backoff(video, int8_model, tmp_path):
+    """A real network source: our own MJPEG preview, stopped and restarted under a reader."""
+    import signal
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    serve = (
+        "--source",
+        str(video),
+        "--model",
+        str(int8_model),
+        "--headless",
+        "--loop",
+        "--preview_port",
+        str(port),
+    )
+    server = _start_run(*serve)
+
+    def listening() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    _wait_for(listening)  # a stream that is down when the reader starts is a one-line error
+    events, log = tmp_path / "live.jsonl", tmp_path / "reader.log"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    with open(log, "w") as log_file:
+        reader = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "edge",
+                "run",
+                "--source",
+                f"http://127.0.0.1:{port}/",
+                "--model",
+                str(int8_model),
+                "--headless",
+                "--events",
+                str(events),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
+        try:
+            _wait_for(lambda: events.exists() and events.stat().st_size > 2_000, timeout=60)
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=20)
+            _wait_for(lambda: "stopped delivering frames; reopening" in log.read_text(), timeout=30)
+            before = events.read_text().count("\n")
+            server = _start_run(*serve)
+            _wait_for(lambda: events.read_text().count("\n") > before + 20, timeout=60)
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+            reader.send_signal(signal.SIGTERM)
+            reader.wait(timeout=20)
+    assert reader.returncode == 0, log.read_text()
