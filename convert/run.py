@@ -15,7 +15,6 @@ from convert.tflite import (
     contract_for,
     convert_variant,
     converter_versions,
-    load_keras,
     sha256_file,
     tflite_io_details,
     write_bytes_atomic,
@@ -24,6 +23,7 @@ from edge.classifier import Classifier
 from edge.contract import atomic_write_text, read_contract, write_contract
 from edge.errors import ConfigError, FerEdgeError
 from train.data import load_fer2013
+from train.model import load_keras
 from train.pipeline import stratified_subset
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import ModelError
-
 log = logging.getLogger(__name__)
 
 VARIANTS = ("float32", "float16", "dynamic", "int8")
@@ -44,21 +42,6 @@ class ConvertConfig:
 
 def sha256_file(path: str | os.PathLike) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def load_keras(path: str | os.PathLike):
-    import keras
-
-    import train.model  # noqa: F401  (registers the custom layers of the shipped graph)
-
-    p = Path(path)
-    if not p.is_file():
-        raise ModelError(f"{p}: Keras model not found; train one with `make train`")
-    try:
-        return keras.saving.load_model(p, compile=False)
-    except Exception as exc:  # Keras raises many types for a bad file
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ModelError(f"{p}: not a loadable Keras model ({first})") from None
 
 
 def convert_variant(

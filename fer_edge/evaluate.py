@@ -25,7 +25,7 @@ def predict(model_path: Path, x: np.ndarray, threads: int | None = None) -> np.n
         clf = Classifier(model_path, threads=threads)
         return clf.predict_batch(x)
     if model_path.suffix in (".keras", ".h5"):
-        from convert.tflite import load_keras
+        from train.model import load_keras
 
         model = load_keras(model_path)
         return model.predict(x[..., None].astype(np.float32), batch_size=256, verbose=0)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 def test_one_epoch_smoke_training_saves_a_model_that_loads_and_predicts(smoke_training):
     pytest.importorskip("tensorflow")
-    from convert.tflite import load_keras
+    from train.model import load_keras
 
     out, proc = smoke_training
     for suffix in (".keras", ".h5", ".keras.json", ".config.json", ".report.json"):
@@ -103,3 +103,51 @@ def test_stage2_unknown_class_folder_is_a_clear_error(smoke_training, tmp_path):
         run_cli("finetune", "--base", str(out / "smoke.keras"), "--personal", str(tmp_path))
     )
     assert "bored" in line and "unknown class" in line
+
+
+def test_a_finished_run_can_be_extended_with_init_from(smoke_training, archive, tmp_path):
+    out, _ = smoke_training
+    proc = run_cli(
+        "train",
+        "--data",
+        str(archive),
+        "--out",
+        str(tmp_path),
+        "--name",
+        "more",
+        "--max_train",
+        "200",
+        "--max_val",
+        "100",
+        "--epochs",
+        "1",
+        "--batch_size",
+        "32",
+        "--init_from",
+        str(out / "smoke.keras"),
+        "--warmup_epochs",
+        "0",
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first = json.loads((out / "smoke.report.json").read_text())
+    report = json.loads((tmp_path / "more.report.json").read_text())
+    assert report["total_epochs"] == 2
+    assert report["total_wall_seconds"] > first["wall_seconds"]
+    assert report["init_from"].endswith("smoke.keras")
+
+
+def test_init_from_a_different_architecture_is_one_line(smoke_training, tmp_path):
+    out, _ = smoke_training
+    line = one_line_error(
+        run_cli(
+            "train",
+            "--out",
+            str(tmp_path),
+            "--init_from",
+            str(out / "smoke.keras"),
+            "--head_filters",
+            "8",
+        )
+    )
+    assert "--init_from" in line and "architecture" in line

@@ -52,6 +52,9 @@ class Stage1Config:
     augment: bool = True  # flip, rotation, shift, zoom, brightness, contrast
     tta_flip: bool = True  # the shipped graph averages each face with its mirror image
     seed: int = 1337
+    # Start from this fer-edge model's weights (same architecture) instead of ImageNet, e.g. to
+    # extend a finished run with a second, lower cosine cycle. "" = a fresh start.
+    init_from: str = ""
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

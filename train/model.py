@@ -23,6 +23,28 @@ SHARED_WEIGHTS = (
 )
 
 
+def load_keras(path: str | Path) -> keras.Model:
+    """A saved fer-edge Keras model (.keras or .h5), or a one-line ModelError."""
+    from edge.errors import ModelError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"{p}: Keras model not found; train one with `make train`")
+    try:
+        return keras.saving.load_model(p, compile=False)
+    except Exception as exc:  # Keras raises many types for a bad file
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ModelError(f"{p}: not a loadable Keras model ({first})") from None
+
+
+def trained_net(model: keras.Model) -> keras.Model:
+    """The trainable network inside a shipped graph (which may wrap it with the mirror average)."""
+    try:
+        return model.get_layer("fer_mobilenetv2")
+    except ValueError:
+        return model
+
+
 def resolve_backbone_weights(spec: str) -> str | None:
     if spec == "none":
         return None

@@ -75,6 +75,29 @@ def versions() -> dict:
     }
 
 
+def init_weights(net, path: str) -> dict | None:
+    """Copy the weights of an earlier run into `net`; returns that run's report, if any."""
+    from edge.errors import ConfigError
+    from train.model import load_keras, trained_net
+
+    prior = trained_net(load_keras(path))
+    try:
+        net.set_weights(prior.get_weights())
+    except ValueError:
+        raise ConfigError(
+            f"--init_from {path}: its architecture differs from this config's model"
+        ) from None
+    report = Path(path).with_suffix(".report.json")
+    return json.loads(report.read_text()) if report.is_file() else None
+
+
+def _total(report: dict | None, key: str) -> float:
+    """`key` ("epochs" or "wall_seconds") over an earlier run and its own predecessors."""
+    if not report:
+        return 0
+    return report.get(f"total_{key}", report.get("epochs_run" if key == "epochs" else key, 0))
+
+
 def run_stage1(cfg: Stage1Config) -> dict:
     import keras
     import tensorflow as tf
@@ -114,6 +137,7 @@ def run_stage1(cfg: Stage1Config) -> dict:
 
     with distribution_strategy().scope():
         net = build_model(cfg.model)
+        previous = init_weights(net, cfg.init_from) if cfg.init_from else None
         schedule = cosine_with_warmup(
             cfg.lr, cfg.min_lr, int(cfg.warmup_epochs * steps), cfg.epochs * steps
         )
@@ -163,6 +187,10 @@ def run_stage1(cfg: Stage1Config) -> dict:
         "epochs_run": epochs_run,
         "best_epoch": best_epoch,
         "wall_seconds": round(wall, 1),
+        # Epochs and wall time of this run plus every run it was initialised from.
+        "total_epochs": epochs_run + _total(previous, "epochs"),
+        "total_wall_seconds": round(wall + _total(previous, "wall_seconds"), 1),
+        "init_from": cfg.init_from or None,
         "train_images": int(len(y_tr)),
         "data_source": data.source,
         "data_sha256": data.sha256,

@@ -43,9 +43,8 @@ def set_trainable_top(net, n: int) -> int:
 def run_stage2(cfg: Stage2Config) -> dict:
     import keras
 
-    from convert.tflite import load_keras
     from fer_edge.metrics import classification_report
-    from train.model import inference_model
+    from train.model import inference_model, load_keras, trained_net
     from train.stage1 import cosine_with_warmup, predict_probs, save_model_atomic
 
     t0 = time.time()
@@ -72,7 +71,7 @@ def run_stage2(cfg: Stage2Config) -> dict:
 
     personal_before, private_before = scores(shipped)
     # The shipped graph wraps the trained net with the mirror average; fine-tune the net.
-    net = shipped.get_layer("fer_mobilenetv2") if contract.tta_flip else shipped
+    net = trained_net(shipped)
     trainable = set_trainable_top(net, cfg.trainable_top)
     k = len(labels)
     train_ds = make_dataset(x[tr], y[tr], k, cfg.batch_size, True, cfg.seed, augment=True)
