@@ -370,3 +370,27 @@ def test_live_stream_that_drops_is_reopened_with_backoff(video, int8_model, tmp_
             reader.send_signal(signal.SIGTERM)
             reader.wait(timeout=20)
     assert reader.returncode == 0, log.read_text()
+
+
+def test_capture_saves_photos_for_stage_two(video, tmp_path):
+    proc = run_cli(
+        "capture",
+        "--source",
+        str(video),
+        "--label",
+        "happy",
+        "--count",
+        "3",
+        "--out",
+        str(tmp_path),
+        "--countdown",
+        "0",
+        "--interval",
+        "0",
+        "--headless",
+    )
+    assert proc.returncode == 0, proc.stderr
+    photos = sorted((tmp_path / "happy").glob("*.jpg"))
+    assert len(photos) == 3
+    assert cv2.imread(str(photos[0])).shape == (480, 854, 3)  # whole frames: stage 2 crops them
+    assert not list((tmp_path / "happy").glob(".*"))  # no temporary files left behind
