@@ -40,6 +40,7 @@ class BenchConfig:
     detect_every: int = 1  # detector runs every N frames; boxes are held in between
     threads: int = 1  # interpreter threads
     yunet_model: str | None = None  # YuNet .onnx (None = the runtime's default search)
+    classify_every: int = 1  # classifier runs every N frames on held boxes
 
     def describe(self) -> str:
         if self.kind == "decode":
@@ -53,6 +54,7 @@ class BenchConfig:
         return (
             f"{precision}, {self.detector} at {width}, detect every {self.detect_every}, "
             f"{self.threads} thread{'s' if self.threads > 1 else ''}"
+            + (f", classify every {self.classify_every}" if self.classify_every > 1 else "")
         )
 
     def to_json(self) -> dict:
@@ -84,6 +86,7 @@ def standard_configs(
         d.detect_every,
         d.threads,
         yunet_model,
+        d.classify_every,
     )
     other = "haar" if base.detector == "yunet" else "yunet"
     every = 1 if base.detect_every != 1 else 2
@@ -92,6 +95,9 @@ def standard_configs(
         replace(base, name="float32", model=str(float_model)),
         replace(base, name=other, detector=other),
         replace(base, name=f"detect_every_{every}", detect_every=every),
+        replace(base, name="classify_every_2", classify_every=2)
+        if base.classify_every == 1
+        else replace(base, name="classify_every_1", classify_every=1),
         *(replace(base, name=f"threads_{t}", threads=t) for t in (1, 2, 4) if t != base.threads),
         BenchConfig("decode", "decode"),
         BenchConfig("baseline", "baseline"),
@@ -112,7 +118,8 @@ def run_pipeline(cfg: BenchConfig, plan: FramePlan) -> tuple[dict, dict]:
         raise Skipped(f"{cfg.model}: model not found (pass --model / --float_model)")
     classifier = Classifier(cfg.model, threads=cfg.threads)
     detector = make_detector(cfg.detector, width=cfg.detect_width, yunet_model=cfg.yunet_model)
-    pipeline = Pipeline(detector, classifier, PipelineConfig(detect_every=cfg.detect_every))
+    config = PipelineConfig(detect_every=cfg.detect_every, classify_every=cfg.classify_every)
+    pipeline = Pipeline(detector, classifier, config)
     with EventWriter(os.devnull, classifier.labels) as events:
 
         def step(frame):

@@ -63,6 +63,12 @@ def add_runtime_flags(p: argparse.ArgumentParser, source_default: str = "0") -> 
         help="run the detector every N frames and hold boxes in between",
     )
     p.add_argument(
+        "--classify_every",
+        type=positive_int,
+        default=1,
+        help="classify every N frames; frames with held boxes in between reuse the last result",
+    )
+    p.add_argument(
         "--width", type=int, default=0, help="requested camera width (0 = device default)"
     )
     p.add_argument("--height", type=int, default=0, help="requested camera height")
@@ -143,7 +149,9 @@ def open_pipeline(args, smoothing: bool = True):
 
     classifier = Classifier(args.model, threads=args.threads)
     detector = make_detector(args.detector, width=args.detect_width, yunet_model=args.yunet_model)
-    config = PipelineConfig(detect_every=args.detect_every, smoothing=smoothing)
+    config = PipelineConfig(
+        detect_every=args.detect_every, classify_every=args.classify_every, smoothing=smoothing
+    )
     return Pipeline(detector, classifier, config)
 
 
@@ -234,7 +242,7 @@ def cmd_checks(args) -> int:
         (
             "contract",
             f"input {c.contract.input_size}px grey, margin {c.contract.margin}, "
-            f"tta_flip {c.contract.tta_flip}",
+            f"test-time views {c.contract.tta}",
         )
     )
     rows.append(

@@ -49,8 +49,8 @@ class Contract:
     output_dtype: str = "float32"
     output_scale: float = 0.0
     output_zero_point: int = 0
-    outputs: str = "probabilities"  # the model ends in softmax (flip-averaged when tta=True)
-    tta_flip: bool = True  # the graph averages the face and its mirror image
+    outputs: str = "probabilities"  # softmax, averaged over the test-time views
+    tta: str = "flip"  # test-time views inside the graph: none | flip (2) | multi (6)
     provenance: dict = field(default_factory=dict)  # source hashes, versions, calibration set
 
     def to_json(self) -> dict:

@@ -394,3 +394,22 @@ def test_capture_saves_photos_for_stage_two(video, tmp_path):
     assert len(photos) == 3
     assert cv2.imread(str(photos[0])).shape == (480, 854, 3)  # whole frames: stage 2 crops them
     assert not list((tmp_path / "happy").glob(".*"))  # no temporary files left behind
+
+
+def test_classify_every_reuses_results_only_on_held_frames(video, int8_model):
+    from edge.detectors import make_detector
+
+    pipe = Pipeline(
+        make_detector("yunet"),
+        Classifier(int8_model),
+        PipelineConfig(detect_every=2, classify_every=2),
+    )
+    with open_source(str(video)) as src:
+        results = [pipe.process(f) for _, f in zip(range(10), src.frames())]
+    assert all(len(r.faces) == 1 for r in results)
+    for r in results:
+        classified = r.timings["inference"] > 0
+        assert classified == (r.frame.index % 2 == 0)
+        if not classified:  # a held frame carries the previous frame's face unchanged
+            prev = results[r.frame.index - 1].faces[0]
+            assert r.faces[0] is prev

@@ -105,27 +105,72 @@ def _load_backbone_weights(backbone: keras.Model, cfg: ModelConfig) -> None:
             backbone.get_layer(layer.name).set_weights(layer.get_weights())
 
 
+# Test-time views, each also mirrored: the face as cropped, zoomed in by ZOOM_PX on every side,
+# and zoomed out by ZOOM_PX (mirror-padded). Measured on PublicTest with the shipped model
+# (see README): 2 views (flip) and 6 views (multi) are the useful points.
+TTA_VIEWS = {"none": 1, "flip": 2, "multi": 6}
+ZOOM_PX = 2
+
+
+@keras.saving.register_keras_serializable("fer_edge")
+class TTAViews(layers.Layer):
+    """(B, H, W, C) -> (V*B, H, W, C): the batch under each test-time view, view-major."""
+
+    def __init__(self, mode: str = "flip", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in TTA_VIEWS:
+            raise ValueError(f"unknown TTA mode {mode!r}; choose from {', '.join(TTA_VIEWS)}")
+        self.mode = mode
+
+    def call(self, x):
+        views = [x]
+        if self.mode == "multi":
+            h, w, z = x.shape[1], x.shape[2], ZOOM_PX
+            zin = ops.image.resize(x[:, z : h - z, z : w - z, :], (h, w), interpolation="bilinear")
+            padded = ops.pad(x, [[0, 0], [z, z], [z, z], [0, 0]], mode="symmetric")
+            zout = ops.image.resize(padded, (h, w), interpolation="bilinear")
+            views += [zin, zout]
+        if self.mode != "none":
+            views += [ops.flip(v, axis=2) for v in views]
+        return ops.concatenate(views, axis=0)
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable("fer_edge")
+class MeanViews(layers.Layer):
+    """(V*B, K) -> (B, K): the average prediction over the V views of each face."""
+
+    def __init__(self, views: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.views = views
+
+    def call(self, p):
+        return ops.mean(ops.stack(ops.split(p, self.views, axis=0)), axis=0)
+
+    def get_config(self):
+        return {**super().get_config(), "views": self.views}
+
+
+# Graphs saved before multi-view TTA (mirror only) use these two layers; kept so they load.
 @keras.saving.register_keras_serializable("fer_edge")
 class StackMirror(layers.Layer):
-    """(B, H, W, C) -> (2B, H, W, C): the batch followed by its left-right mirror."""
-
     def call(self, x):
         return ops.concatenate([x, ops.flip(x, axis=2)], axis=0)
 
 
 @keras.saving.register_keras_serializable("fer_edge")
 class MeanHalves(layers.Layer):
-    """(2B, K) -> (B, K): averages the prediction for a face and for its mirror."""
-
     def call(self, p):
         a, b = ops.split(p, 2, axis=0)
         return (a + b) * 0.5
 
 
-def inference_model(net: keras.Model, tta_flip: bool = True) -> keras.Model:
-    """The shipped graph: the trained net, averaged over the face and its mirror image."""
-    if not tta_flip:
+def inference_model(net: keras.Model, tta: str = "flip") -> keras.Model:
+    """The shipped graph: the trained net, averaged over the test-time views of each face."""
+    if tta == "none":
         return net
     inp = keras.Input(net.input_shape[1:], name="face")
-    out = MeanHalves(name="probs_tta")(net(StackMirror(name="mirror")(inp)))
+    out = MeanViews(TTA_VIEWS[tta], name="probs_tta")(net(TTAViews(tta, name="views")(inp)))
     return keras.Model(inp, out, name="fer_edge")

@@ -102,9 +102,12 @@ def run_stage1(cfg: Stage1Config) -> dict:
     import keras
     import tensorflow as tf
 
+    from edge.errors import ConfigError
     from fer_edge.metrics import classification_report
-    from train.model import build_model, inference_model
+    from train.model import TTA_VIEWS, build_model, inference_model
 
+    if cfg.tta not in TTA_VIEWS:
+        raise ConfigError(f"--tta {cfg.tta!r}: choose from {', '.join(TTA_VIEWS)}")
     t0 = time.time()
     keras.utils.set_random_seed(cfg.seed)
     labels = cfg.model.labels
@@ -165,7 +168,7 @@ def run_stage1(cfg: Stage1Config) -> dict:
     epochs_run = len(hist.history.get("loss", []))
     best_epoch = int(np.argmax(hist.history["val_accuracy"])) + 1 if epochs_run else 0
 
-    model = inference_model(net, cfg.tta_flip)
+    model = inference_model(net, cfg.tta)
     stem = out / cfg.name
     save_model_atomic(model, stem.with_suffix(".keras"))
     save_model_atomic(model, stem.with_suffix(".h5"))
@@ -173,7 +176,7 @@ def run_stage1(cfg: Stage1Config) -> dict:
     contract = Contract(
         labels=labels,
         input_size=cfg.model.input_size,
-        tta_flip=cfg.tta_flip,
+        tta=cfg.tta,
         provenance={"data_sha256": data.sha256, "stage": 1},
     )
     write_contract(stem.with_suffix(".keras"), contract)

@@ -95,7 +95,7 @@ def run_stage2(cfg: Stage2Config) -> dict:
             )
         ],
     )
-    tuned = inference_model(net, contract.tta_flip)
+    tuned = inference_model(net, contract.tta)
     personal_after, private_after = scores(tuned)
 
     out = Path(cfg.out)
