@@ -25,6 +25,12 @@ def add_convert_parser(sub) -> None:
     p.add_argument("--check", type=int, default=d.check, help="faces compared with Keras")
     p.add_argument("--min_agreement", type=float, default=d.min_agreement, help="fail below this")
     p.add_argument(
+        "--max_drop",
+        type=float,
+        default=d.max_drop,
+        help="fail if accuracy drops more (0.01 = 1 pt)",
+    )
+    p.add_argument(
         "--io_type", default=d.io_type, choices=["int8", "uint8"], help="int8 model I/O type"
     )
     p.set_defaults(func=cmd_convert)
@@ -42,12 +48,14 @@ def cmd_convert(args) -> int:
         calibration=args.calibration,
         check=args.check,
         min_agreement=args.min_agreement,
+        max_drop=args.max_drop,
         io_type=args.io_type,
     )
     summary = run_convert(cfg)
     for variant, e in summary["variants"].items():
         print(
             f"{variant:>8}  {e['file']:<24} {e['bytes'] / 1024:8.1f} KiB  "
-            f"agreement {e['agreement']:.2%}  input {e['input'][0]}"
+            f"agreement {e['agreement']:.2%}  drop {100 * e['accuracy_drop']:+.2f} pt  "
+            f"input {e['input'][0]}"
         )
     return 0

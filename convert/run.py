@@ -46,11 +46,14 @@ def run_convert(cfg: ConvertConfig) -> dict:
     x_tr, y_tr = data.select("train", base.labels, drop_test_duplicates=True)
     calib = x_tr[stratified_subset(y_tr, cfg.calibration, cfg.seed)]
     x_pub, y_pub = data.select("public", base.labels)
-    check_idx = stratified_subset(y_pub, cfg.check, cfg.seed)
-    x_chk = x_pub[check_idx]
+    check_idx = (
+        stratified_subset(y_pub, cfg.check, cfg.seed) if cfg.check else np.arange(len(y_pub))
+    )
+    x_chk, y_chk = x_pub[check_idx], y_pub[check_idx]
     keras_top1 = model.predict(
         x_chk[..., None].astype(np.float32), batch_size=256, verbose=0
     ).argmax(1)
+    keras_acc = float(np.mean(keras_top1 == y_chk))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     provenance_base = {
@@ -82,8 +85,10 @@ def run_convert(cfg: ConvertConfig) -> dict:
             clf = Classifier(staged)
             lite_top1 = np.array([clf.predict(x).argmax() for x in x_chk])
             agreement = float(np.mean(lite_top1 == keras_top1))
+            drop = keras_acc - float(np.mean(lite_top1 == y_chk))
             provenance["agreement_with_keras"] = {
                 "top1": round(agreement, 4),
+                "accuracy_drop": round(drop, 4),
                 "faces": int(len(x_chk)),
                 "split": "public",
             }
@@ -92,15 +97,20 @@ def run_convert(cfg: ConvertConfig) -> dict:
                 "file": f"{cfg.prefix}_{variant}.tflite",
                 "bytes": len(blob),
                 "agreement": agreement,
+                "accuracy_drop": drop,
                 "seconds": round(time.time() - t0, 1),
                 "input": [contract.input_dtype, contract.input_scale, contract.input_zero_point],
             }
             summary["variants"][variant] = entry
-            if agreement < cfg.min_agreement:
-                failures.append(
-                    f"{variant}: {agreement:.1%} top-1 agreement with Keras "
-                    f"(< {cfg.min_agreement:.0%}); nothing written"
-                )
+            problem = (
+                f"{agreement:.1%} top-1 agreement with Keras (< {cfg.min_agreement:.0%})"
+                if agreement < cfg.min_agreement
+                else f"accuracy {100 * drop:.2f} points below Keras (> {100 * cfg.max_drop:.1f})"
+                if drop > cfg.max_drop
+                else ""
+            )
+            if problem:
+                failures.append(f"{variant}: {problem}; nothing written")
                 log.error(failures[-1])
                 continue
             final = out / entry["file"]

@@ -34,8 +34,13 @@ class ConvertConfig:
     # representative FER2013 training faces, stratified over classes; 400 gave 95.8% int8/Keras
     # agreement on the shipped net, 1500 gave 97.4% (README), so more than "a few hundred"
     calibration: int = 1500
-    check: int = 500  # PublicTest faces compared with the Keras model after conversion
-    min_agreement: float = 0.97  # top-1 agreement below this fails the variant (nothing written)
+    check: int = 0  # PublicTest faces compared with the Keras model (0 = all 3,037)
+    # A variant is written only if it agrees with Keras on at least min_agreement of the check
+    # faces AND loses at most max_drop accuracy on them. FER2013 has many near-ties, so int8
+    # flips some of them both ways: the shipped int8 agrees on 95.8% of PublicTest and loses
+    # 0.4 points there, while a broken conversion agrees on ~20%.
+    min_agreement: float = 0.95
+    max_drop: float = 0.01  # 1 accuracy point
     # int8 in/out: the graph's input is raw grey 0..255, which int8 with scale 1 and zero point
     # -128 represents exactly; int8 is LiteRT's native full-integer type (uint8 is legacy).
     io_type: str = "int8"

@@ -25,8 +25,6 @@ def converted(keras_model, archive, tmp_path_factory):
         str(out),
         "--data",
         str(archive),
-        "--check",
-        "300",
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -41,7 +39,7 @@ def test_all_four_variants_run_and_agree_with_keras(converted, archive):
     x, _ = load_fer2013(archive).select("private")
     outputs = {}
     for variant, entry in report["variants"].items():
-        assert entry["agreement"] >= 0.97, (variant, entry)
+        assert entry["agreement"] >= 0.95 and entry["accuracy_drop"] <= 0.01, (variant, entry)
         clf = Classifier(converted / entry["file"])
         outputs[variant] = clf.predict_batch(x[:100])
         np.testing.assert_allclose(outputs[variant].sum(axis=1), 1.0, atol=0.03)
@@ -49,6 +47,7 @@ def test_all_four_variants_run_and_agree_with_keras(converted, archive):
     assert agree >= 0.9
     sizes = {v: e["bytes"] for v, e in report["variants"].items()}
     assert sizes["int8"] < sizes["float16"] < sizes["float32"]
+    assert sizes["int8"] <= 0.30 * sizes["float32"]
 
 
 def test_int8_io_matches_its_metadata(converted):
@@ -60,7 +59,8 @@ def test_int8_io_matches_its_metadata(converted):
     assert (contract.input_scale, contract.input_zero_point) == (clf.in_scale, clf.in_zero)
     prov = contract.provenance
     assert prov["calibration"]["count"] >= 1400  # the default and prov["source_sha256"]
-    assert prov["agreement_with_keras"]["top1"] >= 0.97
+    assert prov["agreement_with_keras"]["top1"] >= 0.95
+    assert prov["agreement_with_keras"]["faces"] == 3037  # all of PublicTest
 
 
 def test_no_flex_ops_in_any_variant(converted):
