@@ -31,8 +31,8 @@ class ConvertConfig:
     prefix: str = "fer"  # file name prefix
     variants: tuple[str, ...] = VARIANTS  # which TFLite variants to write
     data: str = ""  # FER2013 source for calibration and checks ("" = default)
-    # representative FER2013 training faces, stratified over classes; 400 gave 95.8% int8/Keras
-    # agreement on the shipped net, 1500 gave 97.4% (README), so more than "a few hundred"
+    # representative FER2013 training faces, stratified over classes; more than the usual few
+    # hundred because agreement with Keras kept rising with the count on our models
     calibration: int = 1500
     check: int = 0  # PublicTest faces compared with the Keras model (0 = all 3,037)
     # A variant is written only if it agrees with Keras on at least min_agreement of the check

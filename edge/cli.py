@@ -45,7 +45,7 @@ def add_runtime_flags(p: argparse.ArgumentParser, source_default: str = "0") -> 
         default=source_default,
         help="camera index, 'picamera', video/image file, image folder, or rtsp/http URL",
     )
-    p.add_argument("--threads", type=positive_int, default=1, help="interpreter threads")
+    p.add_argument("--threads", type=positive_int, default=2, help="interpreter threads")
     p.add_argument("--detector", default="yunet", choices=["yunet", "haar"], help="face detector")
     p.add_argument(
         "--yunet_model", default=None, help="YuNet .onnx (default: models/, then ../shared/models/)"
@@ -65,7 +65,7 @@ def add_runtime_flags(p: argparse.ArgumentParser, source_default: str = "0") -> 
     p.add_argument(
         "--classify_every",
         type=positive_int,
-        default=1,
+        default=2,
         help="classify every N frames; frames with held boxes in between reuse the last result",
     )
     p.add_argument(
