@@ -50,9 +50,12 @@ def test_training_and_runtime_feed_identical_tensors(personal_photo, model_fixtu
         frame = next(iter(src.frames()))
     box = max(detector.detect(frame), key=lambda b: b.area)
     fed = clf.quantize_input(crop_face(frame.image, box.as_tuple(), clf.contract))
-    if clf.input_dtype != "float32":
-        fed = (fed.astype(np.float32) - clf.in_zero) * clf.in_scale  # what the graph sees
-    np.testing.assert_array_equal(fed, train_batch[:1])
+    # The int8 model is fed the training tensor quantised with the model's own input scale:
+    # compare in the model's input dtype, exactly.
+    np.testing.assert_array_equal(fed, clf.quantize_input(train_batch[0, :, :, 0]))
+    assert fed.dtype == np.dtype(clf.input_dtype)
+    if clf.input_dtype == "float32":
+        np.testing.assert_array_equal(fed, train_batch[:1])
     assert pipe.process(frame).faces  # and the pipeline classifies that face
 
 
@@ -67,15 +70,21 @@ def test_fer_images_are_fed_unchanged(archive, int8_model):
     clf = Classifier(int8_model)
     for i in range(16):
         q = clf.quantize_input(x[i])
+        np.testing.assert_array_equal(q, clf.quantize_input(train_batch[i, :, :, 0]))
         np.testing.assert_array_equal(
-            (q.astype(np.float32) - clf.in_zero) * clf.in_scale, train_batch[i : i + 1]
+            q.astype(np.int16), x[i].astype(np.int16)[None, :, :, None] - 128
         )
 
 
 def test_int8_input_quantisation_is_lossless_for_grey_levels(int8_model):
     clf = Classifier(int8_model)
     assert clf.input_dtype == "int8"
-    assert (clf.in_scale, clf.in_zero) == (1.0, -128)  # 0..255 map exactly onto -128..127
+    # Calibrated on raw grey levels, the input scale is 1 (to float rounding) and the zero
+    # point -128, so each of the 256 grey levels gets its own int8 value: nothing is lost.
+    assert clf.in_zero == -128 and abs(clf.in_scale - 1.0) < 1e-5
+    levels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    q = clf.quantize_input(levels).astype(np.int16)[0, :, :, 0]
+    np.testing.assert_array_equal(q, levels.astype(np.int16) - 128)
 
 
 def test_contract_round_trip_and_mismatch_is_refused(int8_model, tmp_path):
