@@ -127,6 +127,8 @@ def test_a_finished_run_can_be_extended_with_init_from(smoke_training, archive, 
         str(out / "smoke.keras"),
         "--warmup_epochs",
         "0",
+        "--tta",
+        "none",
         timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
