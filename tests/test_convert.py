@@ -25,6 +25,16 @@ def converted(keras_model, archive, tmp_path_factory):
         str(out),
         "--data",
         str(archive),
+        # Smaller than the defaults to keep CI fast; the shipped int8's own gate ran with the
+        # defaults (models/fer_convert.report.json) and tests/test_shipped_models.py checks it.
+        "--calibration",
+        "500",
+        "--check",
+        "1000",
+        "--min_agreement",
+        "0.93",
+        "--max_drop",
+        "0.02",
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -39,7 +49,7 @@ def test_all_four_variants_run_and_agree_with_keras(converted, archive):
     x, _ = load_fer2013(archive).select("private")
     outputs = {}
     for variant, entry in report["variants"].items():
-        assert entry["agreement"] >= 0.95 and entry["accuracy_drop"] <= 0.01, (variant, entry)
+        assert entry["agreement"] >= 0.93 and entry["accuracy_drop"] <= 0.02, (variant, entry)
         clf = Classifier(converted / entry["file"])
         outputs[variant] = clf.predict_batch(x[:100])
         np.testing.assert_allclose(outputs[variant].sum(axis=1), 1.0, atol=0.03)
@@ -58,9 +68,9 @@ def test_int8_io_matches_its_metadata(converted):
     assert contract.output_dtype == clf.output_dtype == "int8"
     assert (contract.input_scale, contract.input_zero_point) == (clf.in_scale, clf.in_zero)
     prov = contract.provenance
-    assert prov["calibration"]["count"] >= 1400  # the default and prov["source_sha256"]
-    assert prov["agreement_with_keras"]["top1"] >= 0.95
-    assert prov["agreement_with_keras"]["faces"] == 3037  # all of PublicTest
+    assert prov["calibration"]["count"] >= 450 and prov["source_sha256"]
+    assert prov["agreement_with_keras"]["top1"] >= 0.93
+    assert prov["agreement_with_keras"]["faces"] >= 990
 
 
 def test_no_flex_ops_in_any_variant(converted):
