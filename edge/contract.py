@@ -27,6 +27,8 @@ FER2013_CLASSES: tuple[str, ...] = (
 )
 # The project's five classes in the fixed order every model and report uses.
 DEFAULT_LABELS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "surprise")
+# FER2013's seven, the five first so that indices 0..4 mean the same in both models.
+SEVEN_LABELS: tuple[str, ...] = DEFAULT_LABELS + ("fear", "disgust")
 
 CONTRACT_VERSION = 1
 

@@ -17,12 +17,14 @@ def build_parser() -> OneLineParser:
     from convert.cli import add_convert_parser
     from edge.cli import add_subcommands as add_edge_commands
     from fer_edge.evaluate import add_eval_parser
+    from fer_edge.modelcard import add_card_parser
     from train.cli import add_data_parser, add_finetune_parser, add_train_parser
 
     add_data_parser(sub)
     add_train_parser(sub)
     add_finetune_parser(sub)
     add_eval_parser(sub)
+    add_card_parser(sub)
     add_convert_parser(sub)
     add_edge_commands(sub)
     try:

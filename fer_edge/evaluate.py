@@ -32,17 +32,41 @@ def predict(model_path: Path, x: np.ndarray, threads: int | None = None) -> np.n
     raise ModelError(f"{model_path}: unknown model type; expected .tflite, .keras or .h5")
 
 
-def evaluate(model_path: str, data: str | None, split: str, threads: int | None = None) -> dict:
+def evaluate(
+    model_path: str,
+    data: str | None,
+    split: str,
+    threads: int | None = None,
+    labels: str = "fer2013",
+    ferplus: str = "",
+    degrade: str = "",
+    degrade_max: int = 0,
+) -> dict:
+    """Accuracy report of a model on a FER2013 split under a label rule (train/ferplus.py),
+    plus, with `degrade`, the robustness table of that suite on the same faces."""
     from train.data import load_fer2013
+    from train.ferplus import load_votes, split_targets
+    from train.pipeline import stratified_subset
 
     path = Path(model_path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
     contract = read_contract(path)
     fer = load_fer2013(data or None)
-    x, y = fer.select(split, contract.labels)
+    votes = load_votes(ferplus or None) if labels != "fer2013" else None
+    x, t, _ = split_targets(fer, split, contract.labels, labels, votes)
+    y = t.argmax(1)
     report = classification_report(y, predict(path, x, threads).argmax(1), contract.labels)
-    report.update({"model": str(path), "split": split, "data_sha256": fer.sha256})
+    report.update(
+        {"model": str(path), "split": split, "labels_rule": labels, "data_sha256": fer.sha256}
+    )
+    if degrade:
+        from fer_edge.robustness import robustness
+
+        if degrade_max and degrade_max < len(y):
+            keep = stratified_subset(y, degrade_max, 0)
+            x, y = x[keep], y[keep]
+        report["robustness"] = robustness(lambda xs: predict(path, xs, threads), x, y, degrade)
     return report
 
 
@@ -60,14 +84,59 @@ def add_eval_parser(sub) -> None:
         choices=["public", "private", "test"],
         help="PublicTest, PrivateTest, or both",
     )
+    p.add_argument(
+        "--labels",
+        default="fer2013",
+        choices=["fer2013", "ferplus-majority"],
+        help="ground truth: FER2013's folder labels or the FER+ crowd majority (public only)",
+    )
+    p.add_argument("--ferplus", default="", help="FER+ votes csv ('' = $FERPLUS or ../shared)")
+    p.add_argument(
+        "--degrade",
+        default="",
+        choices=["", "capture"],
+        help="also measure accuracy under this degradation suite at severities 1-3",
+    )
+    p.add_argument(
+        "--degrade-max",
+        type=int,
+        default=0,
+        help="robustness on a stratified subset of this many faces (0 = all)",
+    )
+    p.add_argument(
+        "--results",
+        default=None,
+        help="write the robustness table as Markdown + JSON into this folder",
+    )
     p.add_argument("--json", default=None, help="also write the report to this JSON file")
     p.add_argument("--threads", type=int, default=None, help="interpreter threads (.tflite)")
     p.set_defaults(func=cmd_eval)
 
 
 def cmd_eval(args) -> int:
-    report = evaluate(args.model, args.data, args.split, args.threads)
-    print(format_report(report, title=f"{args.model} on {args.split}"))
+    report = evaluate(
+        args.model,
+        args.data,
+        args.split,
+        args.threads,
+        labels=args.labels,
+        ferplus=args.ferplus,
+        degrade=args.degrade,
+        degrade_max=args.degrade_max,
+    )
+    title = f"{args.model} on {args.split} ({args.labels} labels)"
+    print(format_report(report, title=title))
+    if "robustness" in report:
+        from fer_edge.robustness import robustness_markdown
+
+        md = robustness_markdown(report["robustness"], f"{Path(args.model).name}, {args.split}")
+        print(md)
+        if args.results:
+            out = Path(args.results)
+            out.mkdir(parents=True, exist_ok=True)
+            stem = out / f"robustness_{Path(args.model).name.replace('.', '_')}"
+            atomic_write_text(stem.with_suffix(".md"), md)
+            atomic_write_text(stem.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
     if args.json:
         atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
     return 0

@@ -153,3 +153,50 @@ def test_init_from_a_different_architecture_is_one_line(smoke_training, tmp_path
         )
     )
     assert "--init_from" in line and "architecture" in line
+
+
+def test_distilled_student_on_ferplus_soft_labels_with_capture_augmentation(
+    smoke_training, archive, tmp_path
+):
+    """The recipe of the shipped default model, small: FER+ vote distributions mixed with a
+    teacher's cached predictions, capture degradations, one view at test time."""
+    out, _ = smoke_training
+    args = ["train", "--data", str(archive), "--out", str(tmp_path), "--name", "student",
+            "--labels", "ferplus-soft", "--teacher", str(out / "smoke.keras"),
+            "--teacher_weight", "0.4", "--robust_augment", "0.5", "--max_train", "200",
+            "--max_val", "100", "--epochs", "1", "--batch_size", "32", "--tta", "none"]  # fmt: skip
+    env = {"FER_EDGE_CACHE": str(tmp_path / "cache")}
+    proc = run_cli(*args, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "student.report.json").read_text())
+    assert report["labels_rule"] == "ferplus-soft"
+    assert report["teacher"]["model"].endswith("smoke.keras")
+    cache = list((tmp_path / "cache").glob("teacher-*.npy"))
+    assert len(cache) == 1 and np.load(cache[0]).shape[1] == 5  # computed once, cached
+    assert report["splits"]["public_ferplus-majority"]["n"] == 3268
+    config = json.loads((tmp_path / "student.config.json").read_text())
+    assert config["robust_augment"] == 0.5 and config["teacher_weight"] == 0.4
+
+
+def test_seven_classes_start_from_a_five_class_model(smoke_training, archive, tmp_path):
+    out, _ = smoke_training
+    proc = run_cli("train", "--data", str(archive), "--out", str(tmp_path), "--name", "seven",
+                   "--classes", "7", "--init_from", str(out / "smoke.keras"), "--max_train",
+                   "280", "--max_val", "100", "--epochs", "1", "--batch_size", "32",
+                   "--tta", "none", timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    contract = read_contract(tmp_path / "seven.keras")
+    assert contract.labels == ("neutral", "happy", "sad", "angry", "surprise", "fear", "disgust")
+    report = json.loads((tmp_path / "seven.report.json").read_text())
+    assert np.array(report["splits"]["private"]["confusion"]).shape == (7, 7)
+    assert report["splits"]["private"]["n"] == 3589
+
+
+def test_a_teacher_with_other_classes_is_one_line(smoke_training, tmp_path):
+    out, _ = smoke_training
+    line = one_line_error(
+        run_cli(
+            "train", "--out", str(tmp_path), "--classes", "7", "--teacher", str(out / "smoke.keras")
+        )  # fmt: skip
+    )
+    assert "--teacher" in line and "classes" in line

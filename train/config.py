@@ -9,12 +9,12 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
-from edge.contract import DEFAULT_LABELS
-
 
 @dataclass(frozen=True)
 class ModelConfig:
-    labels: tuple[str, ...] = DEFAULT_LABELS  # output classes, in contract order
+    # Output classes in contract order: 5 (neutral, happy, sad, angry, surprise), 7 (those plus
+    # fear and disgust: FER2013's seven) or a comma-separated list of FER2013 class names.
+    classes: tuple[str, ...] = ("5",)
     input_size: int = 48  # raw grey crop side the model takes (the contract's input_size)
     backbone_size: int = 96  # the crop is resized to this inside the graph before the backbone
     alpha: float = 0.35  # MobileNetV2 width; ImageNet weights here exist only for 0.35
@@ -31,6 +31,18 @@ class ModelConfig:
 @dataclass(frozen=True)
 class Stage1Config:
     data: str = ""  # FER2013 archive.zip / folder / csv ("" = $DATA, then ../shared's archive)
+    # Training targets: fer2013 (folder labels, noisy), ferplus-majority (FER+ crowd majority)
+    # or ferplus-soft (FER+ vote distribution; the FER+ paper's best). FER+ modes also validate
+    # on PublicTest with FER+ majority labels. Rules: train/ferplus.py.
+    labels: str = "fer2013"
+    ferplus: str = ""  # FER+ votes csv ("" = $FERPLUS, then ../shared's ferplus_votes.csv)
+    # Knowledge distillation: a trained fer-edge model (same classes) whose predictions on the
+    # clean training images are computed once, cached, and mixed into the targets.
+    teacher: str = ""
+    teacher_weight: float = 0.5  # target = (1 - w) * labels + w * teacher
+    # Capture degradations (blur, noise, JPEG, low light, gamma, low resolution, occlusion,
+    # box jitter; fer_edge/degrade.py) applied to this share of training faces; 0 = off.
+    robust_augment: float = 0.0
     out: str = "models"  # output folder for the model, its contract, config and report
     name: str = "fer_mnv2"  # file stem: <out>/<name>.keras, .h5, .report.json, ...
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -54,8 +66,9 @@ class Stage1Config:
     # zoomed in and out, each mirrored); multi measured +2.5 points on PublicTest over flip
     tta: str = "multi"
     seed: int = 1337
-    # Start from this fer-edge model's weights (same architecture) instead of ImageNet, e.g. to
-    # extend a finished run with a second, lower cosine cycle. "" = a fresh start.
+    # Start from this fer-edge model's weights instead of ImageNet, e.g. to extend a finished run
+    # with a second, lower cosine cycle; a model with other classes gives all but its
+    # classifier layer. "" = a fresh start.
     init_from: str = ""
 
     def to_json(self) -> dict:

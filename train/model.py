@@ -45,6 +45,24 @@ def trained_net(model: keras.Model) -> keras.Model:
         return model
 
 
+def resolve_classes(classes: tuple[str, ...]) -> tuple[str, ...]:
+    """`--classes` 5, 7 or a list of FER2013 class names -> the contract's label tuple."""
+    from edge.contract import DEFAULT_LABELS, FER2013_CLASSES, SEVEN_LABELS
+    from edge.errors import ConfigError
+
+    if tuple(classes) == ("5",):
+        return DEFAULT_LABELS
+    if tuple(classes) == ("7",):
+        return SEVEN_LABELS
+    unknown = [c for c in classes if c not in FER2013_CLASSES]
+    if unknown or len(set(classes)) != len(classes) or len(classes) < 2:
+        raise ConfigError(
+            f"--classes {','.join(classes)}: use 5, 7 or two or more distinct FER2013 classes "
+            f"({', '.join(FER2013_CLASSES)})"
+        )
+    return tuple(classes)
+
+
 def resolve_backbone_weights(spec: str) -> str | None:
     if spec == "none":
         return None
@@ -73,7 +91,7 @@ def build_model(cfg: ModelConfig) -> keras.Model:
         x = layers.ReLU(6.0, name=f"mid_relu{i}")(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dropout(cfg.dropout, name="dropout")(x)
-    out = layers.Dense(len(cfg.labels), activation="softmax", name="probs")(x)
+    out = layers.Dense(len(resolve_classes(cfg.classes)), activation="softmax", name="probs")(x)
     model = keras.Model(inp, out, name="fer_mobilenetv2")
     for layer in model.layers:
         if isinstance(layer, layers.BatchNormalization):

@@ -33,10 +33,15 @@ def make_dataset(
     seed: int = 0,
     augment: bool = True,
     sample_weights: np.ndarray | None = None,
+    robust: float = 0.0,
 ) -> tf.data.Dataset:
-    """Raw uint8 (N, S, S) images -> batches of float32 (B, S, S, 1) 0..255 and one-hot labels."""
+    """Raw uint8 (N, S, S) images -> batches of float32 (B, S, S, 1) 0..255 and targets.
+
+    `y` is class indices (N,) or target distributions (N, K). `robust` > 0 adds capture
+    degradations (fer_edge/degrade.py) to that share of the training faces.
+    """
     x = x[..., None] if x.ndim == 3 else x
-    onehot = np.eye(n_classes, dtype=np.float32)[y]
+    onehot = np.eye(n_classes, dtype=np.float32)[y] if y.ndim == 1 else y.astype(np.float32)
     parts = (
         (x, onehot) if sample_weights is None else (x, onehot, sample_weights.astype(np.float32))
     )
@@ -56,12 +61,31 @@ def make_dataset(
             return (tf.clip_by_value(aug(t[0], training=True), 0.0, 255.0),) + t[1:]
 
         ds = ds.map(do_aug, num_parallel_calls=tf.data.AUTOTUNE)
+    if training and robust > 0:
+        from fer_edge.degrade import augment_batch
+
+        rng = np.random.default_rng(seed + 99)
+
+        def degrade_np(batch):
+            return augment_batch(batch, rng, p=robust).astype(np.float32)
+
+        def do_degrade(*t):
+            out = tf.numpy_function(degrade_np, [t[0]], tf.float32, stateful=True)
+            return (tf.ensure_shape(out, t[0].shape),) + t[1:]
+
+        ds = ds.map(do_degrade, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def balanced_class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
-    counts = np.bincount(y, minlength=n_classes).astype(float)
+    """Inverse class frequency; `y` is class indices or target distributions (expected counts)."""
+    counts = y.sum(0) if y.ndim == 2 else np.bincount(y, minlength=n_classes).astype(float)
     return len(y) / (n_classes * np.maximum(counts, 1))
+
+
+def sample_class_weights(y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per-sample weight: the class weight, averaged over a soft target's distribution."""
+    return y @ weights if y.ndim == 2 else weights[y]
 
 
 def stratified_subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:

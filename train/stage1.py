@@ -19,7 +19,12 @@ import numpy as np
 from edge.contract import Contract, atomic_write_text, write_contract
 from train.config import Stage1Config, dump
 from train.data import load_fer2013
-from train.pipeline import balanced_class_weights, make_dataset, stratified_subset
+from train.pipeline import (
+    balanced_class_weights,
+    make_dataset,
+    sample_class_weights,
+    stratified_subset,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,19 +81,70 @@ def versions() -> dict:
 
 
 def init_weights(net, path: str) -> dict | None:
-    """Copy the weights of an earlier run into `net`; returns that run's report, if any."""
+    """Copy the weights of an earlier run into `net`; returns that run's report, if any.
+
+    Layers are matched by name. Only the classifier (`probs`) may differ, so a five-class run
+    can start a seven-class one; any other difference is a different architecture.
+    """
     from edge.errors import ConfigError
     from train.model import load_keras, trained_net
 
     prior = trained_net(load_keras(path))
-    try:
-        net.set_weights(prior.get_weights())
-    except ValueError:
-        raise ConfigError(
-            f"--init_from {path}: its architecture differs from this config's model"
-        ) from None
+    prior_layers = {layer.name: layer for layer in prior.layers}
+    for layer in net.layers:
+        if not layer.weights:
+            continue
+        src = prior_layers.get(layer.name)
+        shapes = [tuple(w.shape) for w in layer.weights]
+        same = src is not None and [tuple(w.shape) for w in src.weights] == shapes
+        if same:
+            layer.set_weights(src.get_weights())
+        elif layer.name == "probs":
+            log.info("--init_from %s: new classifier layer (%s)", path, shapes)
+        else:
+            raise ConfigError(
+                f"--init_from {path}: its architecture differs from this config's model "
+                f"(layer {layer.name})"
+            )
     report = Path(path).with_suffix(".report.json")
     return json.loads(report.read_text()) if report.is_file() else None
+
+
+def teacher_targets(
+    teacher: str, data, idx: np.ndarray, labels: tuple[str, ...]
+) -> tuple[np.ndarray, dict]:
+    """The teacher's probabilities on the clean training faces, computed once and cached."""
+    import hashlib
+
+    from edge.contract import read_contract
+    from edge.errors import ConfigError
+    from train.data import cache_dir
+    from train.model import load_keras
+
+    path = Path(teacher)
+    if not path.is_file():
+        raise ConfigError(f"--teacher {teacher}: model not found")
+    contract = read_contract(path)
+    if tuple(contract.labels) != tuple(labels):
+        raise ConfigError(
+            f"--teacher {teacher}: its classes ({', '.join(contract.labels)}) differ from "
+            f"this run's ({', '.join(labels)})"
+        )
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    key = hashlib.sha256(f"{digest}{data.sha256}".encode() + idx.tobytes()).hexdigest()[:16]
+    cached = cache_dir() / f"teacher-{key}.npy"
+    if cached.is_file():
+        probs = np.load(cached)
+    else:
+        log.info("teacher %s: predicting %d faces once (cache %s)", path, len(idx), cached)
+        probs = predict_probs(load_keras(path), data.images[idx]).astype(np.float32)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, probs)
+        os.replace(tmp, cached)
+    info = {"model": str(path), "sha256": digest, "tta": contract.tta, "cache": str(cached)}
+    return probs, info
 
 
 def _total(report: dict | None, key: str) -> float:
@@ -104,39 +160,59 @@ def run_stage1(cfg: Stage1Config) -> dict:
 
     from edge.errors import ConfigError
     from fer_edge.metrics import classification_report
-    from train.model import TTA_VIEWS, build_model, inference_model
+    from train.ferplus import load_votes, split_targets
+    from train.model import TTA_VIEWS, build_model, inference_model, resolve_classes
 
     if cfg.tta not in TTA_VIEWS:
         raise ConfigError(f"--tta {cfg.tta!r}: choose from {', '.join(TTA_VIEWS)}")
     t0 = time.time()
     keras.utils.set_random_seed(cfg.seed)
-    labels = cfg.model.labels
+    labels = resolve_classes(cfg.model.classes)
     k = len(labels)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out / f".{cfg.name}.ckpt"  # resume state; not a shipped artefact
 
     data = load_fer2013(cfg.data or None)
-    x_tr, y_tr = data.select("train", labels, drop_test_duplicates=cfg.drop_test_duplicates)
-    x_va, y_va = data.select("public", labels)
+    votes = load_votes(cfg.ferplus or None) if cfg.labels != "fer2013" else None
+    x_tr, t_tr, idx_tr = split_targets(
+        data, "train", labels, cfg.labels, votes, drop_test_duplicates=cfg.drop_test_duplicates
+    )
+    val_rule = "fer2013" if cfg.labels == "fer2013" else "ferplus-majority"
+    x_va, t_va, _ = split_targets(data, "public", labels, val_rule, votes)
     if cfg.max_train:
-        keep = stratified_subset(y_tr, cfg.max_train, cfg.seed)
-        x_tr, y_tr = x_tr[keep], y_tr[keep]
+        keep = stratified_subset(t_tr.argmax(1), cfg.max_train, cfg.seed)
+        x_tr, t_tr, idx_tr = x_tr[keep], t_tr[keep], idx_tr[keep]
     if cfg.max_val:
-        keep = stratified_subset(y_va, cfg.max_val, cfg.seed)
-        x_va, y_va = x_va[keep], y_va[keep]
-    log.info("train %d images, PublicTest %d, classes %s", len(y_tr), len(y_va), ", ".join(labels))
+        keep = stratified_subset(t_va.argmax(1), cfg.max_val, cfg.seed)
+        x_va, t_va = x_va[keep], t_va[keep]
+    log.info(
+        "train %d images (%s), PublicTest %d (%s), classes %s",
+        len(t_tr), cfg.labels, len(t_va), val_rule, ", ".join(labels),
+    )  # fmt: skip
+    teacher_info = None
+    if cfg.teacher:
+        soft_teacher, teacher_info = teacher_targets(cfg.teacher, data, idx_tr, labels)
+        t_tr = (1.0 - cfg.teacher_weight) * t_tr + cfg.teacher_weight * soft_teacher
 
     weights = (
-        balanced_class_weights(y_tr, k) ** cfg.class_weight_power
+        balanced_class_weights(t_tr, k) ** cfg.class_weight_power
         if cfg.class_weights
         else np.ones(k)
     )
     train_ds = make_dataset(
-        x_tr, y_tr, k, cfg.batch_size, True, cfg.seed, cfg.augment, sample_weights=weights[y_tr]
+        x_tr,
+        t_tr,
+        k,
+        cfg.batch_size,
+        True,
+        cfg.seed,
+        cfg.augment,
+        sample_weights=sample_class_weights(t_tr, weights),
+        robust=cfg.robust_augment,
     )
-    val_ds = make_dataset(x_va, y_va, k, 256, False)
-    steps = int(np.ceil(len(y_tr) / cfg.batch_size))
+    val_ds = make_dataset(x_va, t_va, k, 256, False)
+    steps = int(np.ceil(len(t_tr) / cfg.batch_size))
 
     with distribution_strategy().scope():
         net = build_model(cfg.model)
@@ -194,7 +270,9 @@ def run_stage1(cfg: Stage1Config) -> dict:
         "total_epochs": epochs_run + _total(previous, "epochs"),
         "total_wall_seconds": round(wall + _total(previous, "wall_seconds"), 1),
         "init_from": cfg.init_from or None,
-        "train_images": int(len(y_tr)),
+        "train_images": int(len(t_tr)),
+        "labels_rule": cfg.labels,
+        "teacher": teacher_info,
         "data_source": data.source,
         "data_sha256": data.sha256,
         "skipped_images": list(data.skipped),
@@ -207,10 +285,14 @@ def run_stage1(cfg: Stage1Config) -> dict:
         },
         "splits": {},
     }
-    for split in ("public", "private"):
-        xs, ys = data.select(split, labels)
-        report["splits"][split] = classification_report(
-            ys, predict_probs(model, xs).argmax(1), labels
+    evals = (("public", "fer2013"), ("private", "fer2013"), ("public", "ferplus-majority"))
+    for split, rule in evals:
+        if rule != "fer2013" and votes is None:
+            votes = load_votes(cfg.ferplus or None)
+        xs, ts, _ = split_targets(data, split, labels, rule, votes)
+        key = split if rule == "fer2013" else f"{split}_{rule}"
+        report["splits"][key] = classification_report(
+            ts.argmax(1), predict_probs(model, xs).argmax(1), labels
         )
     atomic_write_text(stem.with_suffix(".report.json"), json.dumps(report, indent=2) + "\n")
     return report

@@ -1,0 +1,139 @@
+"""FER+ crowd votes as labels: the rules, both input formats, and `fer-edge eval --labels`."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from conftest import SHARED, need, one_line_error, run_cli
+
+from edge.contract import DEFAULT_LABELS, FER2013_CLASSES
+from train.data import load_fer2013
+from train.ferplus import VOTE_COLUMNS, load_votes, majority, soft, split_targets
+
+VOTES = SHARED / "datasets" / "ferplus" / "ferplus_votes.csv"
+
+
+@pytest.fixture(scope="module")
+def votes():
+    return load_votes(need(VOTES))
+
+
+@pytest.fixture(scope="module")
+def fer(archive):
+    return load_fer2013(archive)
+
+
+def test_majority_rule_reproduces_the_manifest_figures(fer, votes):
+    """MANIFEST.md: the FER+ majority (ties dropped) agrees with the folder label on 16,976 of
+    22,607 five-class training images and on 2,127 of 2,858 PublicTest images."""
+    v, has = votes.for_names(fer.names)
+    y = majority(v, DEFAULT_LABELS)
+    folder = np.array([n.split("/")[1] for n in fer.names])
+    five = np.isin(folder, DEFAULT_LABELS)
+    ours = np.array([DEFAULT_LABELS[i] if i >= 0 else "" for i in y])
+    for split, total, agree in ((0, 22607, 16976), (1, 2858, 2127)):
+        m = has & five & (fer.splits == split) & (y >= 0)
+        assert m.sum() == total
+        assert (ours[m] == folder[m]).sum() == agree
+
+
+def test_rules_on_hand_made_votes():
+    cols = {c: i for i, c in enumerate(VOTE_COLUMNS)}
+    rows = np.zeros((4, 10), np.float32)
+    rows[0, [cols["happiness"], cols["neutral"]]] = (6, 4)  # clear happy
+    rows[1, [cols["sadness"], cols["neutral"]]] = (5, 5)  # tie: no majority
+    rows[2, [cols["fear"], cols["surprise"]]] = (7, 3)  # mostly outside the five
+    rows[3, [cols["unknown"], cols["anger"]]] = (4, 3)  # plurality unknown
+    assert majority(rows, DEFAULT_LABELS).tolist() == [1, -1, -1, -1]
+    dist, keep = soft(rows, DEFAULT_LABELS)
+    assert keep.tolist() == [True, True, False, False]
+    np.testing.assert_allclose(dist[0], [0.4, 0.6, 0, 0, 0])
+    np.testing.assert_allclose(dist[1], [0.5, 0, 0.5, 0, 0])
+    # With the seven FER2013 classes, fear counts and the third face is kept.
+    seven = FER2013_CLASSES
+    assert soft(rows, seven)[1][2] and majority(rows, seven)[2] == seven.index("fear")
+
+
+def test_ferplus_modes_take_faces_from_every_folder_and_no_private(fer, votes):
+    x, t, idx = split_targets(fer, "train", DEFAULT_LABELS, "ferplus-soft", votes)
+    np.testing.assert_allclose(t.sum(1), 1.0, atol=1e-6)
+    folders = {n.split("/")[1] for n in fer.names[idx]}
+    assert {"fear", "disgust"} <= folders  # FER+ relabels many of them as surprise, sad, ...
+    with pytest.raises(Exception, match="withheld"):
+        split_targets(fer, "private", DEFAULT_LABELS, "ferplus-majority", votes)
+
+
+def test_fer2013new_csv_with_fer2013_csv_gives_the_same_targets(fer, votes, tmp_path):
+    """Users with FER+'s own fer2013new.csv and the original fer2013.csv get the same labels."""
+    rng = np.random.default_rng(0)
+    v, has = votes.for_names(fer.names)
+    pick = rng.choice(np.flatnonzero(has & (fer.splits <= 1)), 300, replace=False)
+    usage = {0: "Training", 1: "PublicTest"}
+    with (
+        open(tmp_path / "fer2013.csv", "w", newline="") as f1,
+        open(tmp_path / "fer2013new.csv", "w", newline="") as f2,
+    ):
+        a, b = csv.writer(f1), csv.writer(f2)
+        a.writerow(["emotion", "pixels", "Usage"])
+        b.writerow(["Usage", "Image name", *VOTE_COLUMNS])
+        for k, i in enumerate(pick):
+            a.writerow(
+                [fer.labels[i], " ".join(map(str, fer.images[i].ravel())), usage[fer.splits[i]]]
+            )
+            b.writerow([usage[fer.splits[i]], f"fer{k:07d}.png", *v[i].astype(int)])
+    from_csv = load_fer2013(tmp_path / "fer2013.csv", use_cache=False)
+    csv_votes = load_votes(tmp_path / "fer2013new.csv")
+    for mode in ("ferplus-majority", "ferplus-soft"):
+        xa, ta, ia = split_targets(from_csv, "train", DEFAULT_LABELS, mode, csv_votes)
+        _, tb, ib = split_targets(fer, "train", DEFAULT_LABELS, mode, votes)
+        ref = {int(i): t for i, t in zip(ib, tb)}
+        train_picks = {int(i) for i in pick if fer.splits[i] == 0}
+        assert {int(pick[k]) for k in ia} == train_picks & set(ref)  # same faces kept
+        for k, x, t in zip(ia, xa, ta):
+            np.testing.assert_array_equal(x, fer.images[pick[k]])
+            np.testing.assert_allclose(t, ref[int(pick[k])])
+
+
+def test_eval_with_ferplus_majority_labels(int8_model, archive):
+    proc = run_cli("eval", str(int8_model), "--data", str(archive), "--split", "public",
+                   "--labels", "ferplus-majority")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "n=3268" in proc.stdout and "ferplus-majority" in proc.stdout
+
+
+def test_eval_ferplus_on_private_is_one_line(int8_model, archive):
+    line = one_line_error(
+        run_cli(
+            "eval",
+            str(int8_model),
+            "--data",
+            str(archive),
+            "--split",
+            "private",
+            "--labels",
+            "ferplus-majority",
+        )  # fmt: skip
+    )
+    assert "withheld" in line
+
+
+def test_a_votes_file_that_is_not_one_is_one_line(int8_model, archive, tmp_path):
+    bad = tmp_path / "votes.csv"
+    bad.write_text("a,b\n1,2\n")
+    line = one_line_error(
+        run_cli(
+            "eval",
+            str(int8_model),
+            "--data",
+            str(archive),
+            "--split",
+            "public",
+            "--labels",
+            "ferplus-majority",
+            "--ferplus",
+            str(bad),
+        )  # fmt: skip
+    )
+    assert str(bad) in line and "FER+" in line
