@@ -276,7 +276,10 @@ class Dashboard:
                 self.wfile.write(data)
 
             def log_message(self, fmt, *args):
-                log.debug("dashboard %s: " + fmt, self.address_string(), *args)
+                text = fmt % args
+                if dash.settings.token:  # a ?token= in the request line never reaches a log
+                    text = text.replace(dash.settings.token, "<token>")
+                log.debug("dashboard %s: %s", self.address_string(), text)
 
         return Handler
 

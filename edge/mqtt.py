@@ -222,22 +222,27 @@ class MqttSink:
                 )
                 if self._stopping and not (self._online and self._outbox):
                     return
-                if not self._online:
-                    continue
+                if not (self._online and (self._hello or self._outbox)):
+                    continue  # woken by the timeout with nothing to send
                 hello, self._hello = self._hello, False
                 item = None if hello else self._outbox.popleft()
-            if hello:
-                self._send_hello()
-                continue
-            if rate > 0:
-                delay = next_at - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                next_at = max(next_at, time.monotonic() - 1.0) + 1.0 / rate
-            topic, data, retain = item
-            info = self._client.publish(topic, data, qos=self.settings.qos, retain=retain)
-            if info.rc != 0:
-                self._requeue(item, info.rc)
+            try:
+                if hello:
+                    self._send_hello()
+                    continue
+                if rate > 0:
+                    delay = next_at - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    next_at = max(next_at, time.monotonic() - 1.0) + 1.0 / rate
+                topic, data, retain = item
+                info = self._client.publish(topic, data, qos=self.settings.qos, retain=retain)
+                if info.rc != 0:
+                    self._requeue(item, info.rc)
+            except Exception as exc:  # publishing must outlive any one bad message
+                log.warning("MQTT: a message could not be sent (%s)", exc)
+                with self._cond:
+                    self.dropped += 1
 
     def _requeue(self, item, rc) -> None:
         mqtt = _paho()
@@ -245,6 +250,7 @@ class MqttSink:
             with self._cond:
                 self._outbox.appendleft(item)  # sent when the connection is back
                 self._online = self._client.is_connected()
+            time.sleep(0.1)  # paho may not have noticed the lost connection yet
         elif rc != mqtt.MQTT_ERR_NO_CONN:  # QoS 1/2 with no connection stay in paho's queue
             with self._cond:
                 self.dropped += 1
