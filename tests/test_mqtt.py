@@ -237,6 +237,10 @@ def test_password_broker_gets_discovery_availability_and_every_label_change(
         # the broker refuses a client without the password (so the run above really used it)
         refused = run_edge(video, int8_model, tmp_path / "refused.jsonl", "--max_frames", "10",
                            "--mqtt", f"mqtt://fer@127.0.0.1:{b.port}")  # fmt: skip
+        # ... and takes it from the environment as well as from a file
+        from_env = run_edge(video, int8_model, tmp_path / "env.jsonl", "--max_frames", "10",
+                            "--mqtt", f"mqtt://fer@127.0.0.1:{b.port}",
+                            env={"FER_EDGE_MQTT_PASSWORD": "s3cret"})  # fmt: skip
     assert "connected to" in proc.stderr and "Traceback" not in proc.stderr
     rows = read_events(events)
     assert {r["frame"] for r in rows} == set(range(383))
@@ -275,6 +279,8 @@ def test_password_broker_gets_discovery_availability_and_every_label_change(
         assert config["device"]["identifiers"] == [f"fer_edge_{NODE}"]
     assert configs[f"homeassistant/sensor/{NODE}/share_happy/config"]["unit_of_measurement"] == "%"
 
+    assert from_env.returncode == 0 and "connected to" in from_env.stderr, from_env.stderr
+    assert "refused" not in from_env.stderr, from_env.stderr
     assert refused.returncode == 0, refused.stderr
     assert refused.stderr.count("refused the connection") == 1, refused.stderr
     assert len({r["frame"] for r in read_events(tmp_path / "refused.jsonl")}) == 10
