@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from edge.errors import ConfigError, FerEdgeError
+from edge.sink_options import add_sink_flags
 
 log = logging.getLogger("edge")
 
@@ -118,11 +119,17 @@ def add_subcommands(sub) -> None:
     )
     p.add_argument("--max_frames", type=positive_int, default=None, help="stop after N frames")
     p.add_argument("--loop", action="store_true", help="restart a video file when it ends")
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="play a video file or image folder at its own frame rate, as a camera delivers it",
+    )
     p.add_argument("--no_smoothing", action="store_true", help="raw per-frame probabilities")
     p.add_argument(
         "--preview_port", type=int, default=0, help="serve an MJPEG preview on this port"
     )
     p.add_argument("--preview_host", default="127.0.0.1", help="address the preview binds to")
+    add_sink_flags(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("checks", help="print what the runtime found", formatter_class=fmt)
@@ -173,6 +180,16 @@ def cmd_run(args) -> int:
     from edge.sinks import EventWriter, MjpegServer, Window, display_available, draw_overlay
     from edge.sources import open_source
 
+    # MQTT and dashboard code is imported only when asked for; bad options fail before the model
+    mqtt_settings = dash_settings = None
+    if args.mqtt:
+        from edge.mqtt_config import MqttSettings
+
+        mqtt_settings = MqttSettings.from_args(args)
+    if args.dashboard:
+        from edge.dashboard import Dashboard, DashboardSettings, source_name
+
+        dash_settings = DashboardSettings.from_args(args)
     pipeline = open_pipeline(args, smoothing=not args.no_smoothing)
     labels = pipeline.classifier.labels
     show = not args.headless and display_available()
@@ -198,21 +215,38 @@ def cmd_run(args) -> int:
         preview = MjpegServer(args.preview_port, args.preview_host) if args.preview_port else None
         if preview:
             stack.callback(preview.close)
+        mqtt = dashboard = None
+        if mqtt_settings:
+            from edge.mqtt import MqttSink
+
+            mqtt = stack.enter_context(MqttSink(mqtt_settings, labels))
+        if dash_settings:
+            info = {"model": Path(args.model).name, "source": source_name(args.source)}
+            dashboard = stack.enter_context(Dashboard(dash_settings, labels, info))
         fps = None
+        realtime, t_play = args.realtime and not source.live, time.perf_counter()
         try:
             for frame in source.frames():
+                if realtime:  # a file at its own pace: frame.t is its media time
+                    time.sleep(max(0.0, frame.t - (time.perf_counter() - t_play)))
                 result = pipeline.process(frame)
                 frames += 1
                 with_face += bool(result.faces)
                 if events:
                     events.write(result)
-                if window or preview:
+                if mqtt:
+                    mqtt.write(result)
+                to_page = dashboard is not None and dashboard.wants_frame()
+                canvas = None
+                if window or preview or to_page:
                     fps = frames / max(1e-9, time.perf_counter() - t0)
                     canvas = draw_overlay(frame.image, result, labels, fps)
                     if preview:
                         preview.publish(canvas)
                     if window and not window.show(canvas):
                         break
+                if dashboard:
+                    dashboard.write(result, canvas if to_page else None)
                 if args.max_frames and frames >= args.max_frames:
                     break
         except KeyboardInterrupt:

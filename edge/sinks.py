@@ -7,34 +7,33 @@ import logging
 import os
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
 import numpy as np
 
 from edge.errors import ConfigError
-from edge.types import FrameResult
+from edge.types import Face, FrameResult
 
 log = logging.getLogger(__name__)
 
 
+def face_event(result: FrameResult, face: Face, labels: tuple[str, ...]) -> dict:
+    """One face as a JSON-ready object: frame, t, track, box, label, score and probs."""
+    k = face.label_index()
+    return {
+        "frame": result.frame.index,
+        "t": round(result.frame.t, 4),
+        "track": face.track,
+        "box": list(face.box.as_tuple()),
+        "label": labels[k],
+        "score": round(float(face.probs[k]), 4),
+        "probs": {lb: round(float(p), 4) for lb, p in zip(labels, face.probs)},
+    }
+
+
 def face_events(result: FrameResult, labels: tuple[str, ...]) -> list[dict]:
-    """One JSON-ready object per face: frame, t, track, box, label, score and probs."""
-    out = []
-    for face in result.faces:
-        k = face.label_index()
-        out.append(
-            {
-                "frame": result.frame.index,
-                "t": round(result.frame.t, 4),
-                "track": face.track,
-                "box": list(face.box.as_tuple()),
-                "label": labels[k],
-                "score": round(float(face.probs[k]), 4),
-                "probs": {lb: round(float(p), 4) for lb, p in zip(labels, face.probs)},
-            }
-        )
-    return out
+    """One JSON-ready object per face (see face_event)."""
+    return [face_event(result, face, labels) for face in result.faces]
 
 
 class EventWriter:
@@ -137,40 +136,78 @@ class Window:
         cv2.destroyWindow(self.title)
 
 
+class MjpegStream:
+    """The newest JPEG of an image stream and the clients waiting for it.
+
+    The preview server and the dashboard both serve one: the frame loop calls `publish`, each
+    HTTP client's thread calls `serve`, which writes multipart JPEG until the client leaves or
+    the stream closes.
+    """
+
+    content_type = "multipart/x-mixed-replace; boundary=frame"
+
+    def __init__(self, quality: int = 80):
+        self.quality = quality
+        self.viewers = 0  # clients being served now; the dashboard encodes only when > 0
+        self._jpeg: bytes | None = None
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def publish(self, image: np.ndarray) -> None:
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if ok:
+            with self._cond:
+                self._jpeg = buf.tobytes()
+                self._cond.notify_all()
+
+    def serve(self, wfile) -> None:
+        with self._cond:
+            self.viewers += 1
+        last = None
+        try:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(
+                        lambda seen=last: self._jpeg is not seen or self._closed, 1.0
+                    )
+                    if self._closed:
+                        return
+                    jpeg = last = self._jpeg
+                if jpeg is None:
+                    continue
+                wfile.write(
+                    b"--frame\r\nContent-Type: image/jpeg\r\n"
+                    + f"Content-Length: {len(jpeg)}\r\n\r\n".encode()
+                    + jpeg
+                    + b"\r\n"
+                )
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        finally:
+            with self._cond:
+                self.viewers -= 1
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
 class MjpegServer:
     """Serves the newest overlay as multipart JPEG at http://HOST:PORT/ (127.0.0.1 by default)."""
 
     def __init__(self, port: int, host: str = "127.0.0.1", quality: int = 80):
-        self._jpeg: bytes | None = None
-        self._cond = threading.Condition()
-        self._closed = False
-        server = self
+        # http.server is imported here so a run without a preview loads no server code
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        stream = self.stream = MjpegStream(quality)
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 (http.server's naming)
                 self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.send_header("Content-Type", stream.content_type)
                 self.end_headers()
-                last = None
-                try:
-                    while True:
-                        with server._cond:
-                            server._cond.wait_for(
-                                lambda seen=last: server._jpeg is not seen or server._closed, 1.0
-                            )
-                            if server._closed:
-                                return
-                            jpeg = last = server._jpeg
-                        if jpeg is None:
-                            continue
-                        self.wfile.write(
-                            b"--frame\r\nContent-Type: image/jpeg\r\n"
-                            + f"Content-Length: {len(jpeg)}\r\n\r\n".encode()
-                            + jpeg
-                            + b"\r\n"
-                        )
-                except (BrokenPipeError, ConnectionResetError):
-                    return
+                stream.serve(self.wfile)
 
             def log_message(self, *args):
                 pass
@@ -182,22 +219,15 @@ class MjpegServer:
                 f"--preview_port {port}: cannot listen on {host} ({exc.strerror})"
             ) from None
         self._httpd.daemon_threads = True
-        self.quality = quality
         self.url = f"http://{host}:{self._httpd.server_address[1]}/"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
         log.info("MJPEG preview at %s", self.url)
 
     def publish(self, image: np.ndarray) -> None:
-        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-        if ok:
-            with self._cond:
-                self._jpeg = buf.tobytes()
-                self._cond.notify_all()
+        self.stream.publish(image)
 
     def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        self.stream.close()
         self._httpd.shutdown()
         self._httpd.server_close()

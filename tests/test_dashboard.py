@@ -1,0 +1,227 @@
+"""The dashboard, served by the runtime while it plays the 480p video, read by Python's HTTP
+client and by Debian's headless Chromium driven by Selenium. Loopback addresses only."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import ROOT, one_line_error, run_cli
+
+from edge.contract import read_contract
+
+TOKEN = "test-token-0123456789abcdef"
+CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--window-size=1280,1000"]  # fmt: skip
+
+
+def tool(*names: str) -> str:
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    message = f"{names[0]} not installed (apt-get install -y chromium chromium-driver)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@contextmanager
+def dashboard_run(video, model, tmp_path, *flags):
+    """The runtime playing the video in real time (looped, at most 60 s) with a dashboard."""
+    port = free_port()
+    log = tmp_path / "run.log"
+    with open(log, "w") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edge", "run", "--source", str(video), "--model", str(model),
+             "--headless", "--realtime", "--loop", "--max_frames", "1800",
+             "--dashboard", str(port), *flags],
+            cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+            stdout=subprocess.DEVNULL, stderr=log_file,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: proc.poll() is not None or "dashboard at" in log.read_text(), 60, "start")
+        assert proc.poll() is None, log.read_text()
+        yield f"http://127.0.0.1:{port}", log
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
+    assert proc.returncode == 0, log.read_text()
+
+
+def get(url: str, headers: dict | None = None, timeout: float = 5.0) -> tuple[int, bytes, dict]:
+    """(status, body, headers) without following redirects."""
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), dict(exc.headers)
+
+
+def first_events(url: str, headers: dict | None = None, ticks: int = 2) -> list[tuple[str, dict]]:
+    """The first Server-Sent Events of /events: hello, then `ticks` ticks."""
+    request = urllib.request.Request(f"{url}/events", headers=headers or {})
+    out: list[tuple[str, dict]] = []
+    with urllib.request.urlopen(request, timeout=10) as r:
+        assert r.headers["Content-Type"] == "text/event-stream"
+        name = None
+        for raw in r:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                out.append((name, json.loads(line[6:])))
+                if len(out) > ticks:
+                    return out
+    return out
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (
+            ["--dashboard-host", "0.0.0.0"],
+            "--dashboard-host 0.0.0.0: serving beyond loopback needs",
+        ),
+        (["--dashboard-token", "short"], "--dashboard-token: give a token of at least 16"),
+        (["--dashboard-token-file", "/no/such/token"], "--dashboard-token-file /no/such/token"),
+    ],
+)
+def test_bad_dashboard_options_refuse_to_start(flags, message, video):
+    line = one_line_error(run_cli("run", "--source", str(video), "--dashboard", "8080", *flags))
+    assert message in line
+
+
+def test_loopback_dashboard_serves_page_state_and_live_events(video, int8_model, tmp_path):
+    labels = list(read_contract(int8_model).labels)
+    with dashboard_run(video, int8_model, tmp_path) as (url, log):
+        status, page, headers = get(f"{url}/")
+        assert status == 200 and b'<script src="app.js"' in page
+        assert headers["Content-Security-Policy"].startswith("default-src 'self'")
+        for asset in ("app.js", "app.css"):
+            assert get(f"{url}/{asset}")[0] == 200
+        assert get(f"{url}/nothing-here")[0] == 404
+        # no token on loopback, but a foreign Host name (DNS rebinding) is refused
+        assert get(f"{url}/api/state", {"Host": "attacker.example:80"})[0] == 403
+        state = json.loads(get(f"{url}/api/state")[1])
+        assert state["labels"] == labels and state["model"] == int8_model.name
+        events = first_events(url)
+        hello, ticks = events[0], events[1:]
+        assert hello[0] == "hello" and hello[1]["labels"] == labels
+        assert [name for name, _ in ticks] == ["tick", "tick"]
+        last = ticks[-1][1]
+        assert last["frames"] > state["frames"] and last["t"] > 0
+        assert len(last["faces"]) == 1 and last["faces"][0]["label"] in labels
+        assert len(last["distribution"]) == len(labels)
+        assert {"detect", "inference"} <= set(last["stages_ms"])
+        segments = hello[1]["segments"] + [s for _, t in ticks for s in t["segments"]]
+        assert segments and all(0 <= s[2] < len(labels) and s[3] <= s[4] for s in segments)
+
+
+@pytest.mark.slow
+def test_browser_shows_live_video_and_timeline_and_token_is_enforced(video, int8_model, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver_path = tool("chromium", "chromium-browser"), tool("chromedriver")
+    labels = list(read_contract(int8_model).labels)
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    flags = ("--dashboard-host", "0.0.0.0", "--dashboard-token-file", str(token_file),
+             "--dashboard-window", "60")  # fmt: skip
+    with dashboard_run(video, int8_model, tmp_path, *flags) as (url, log):
+        # bound beyond loopback: nothing is served without the token, and a wrong one is refused
+        for path in ("/", "/app.js", "/api/state", "/events", "/video.mjpg"):
+            assert get(f"{url}{path}")[0] == 401, path
+            assert get(f"{url}{path}", {"Authorization": "Bearer wrong-token-0123456789"})[0] == 403
+        assert get(f"{url}/api/state", {"Authorization": f"Bearer {TOKEN}"})[0] == 200
+        status, _, headers = get(f"{url}/?token={TOKEN}")
+        assert status == 303 and headers["Location"] == "/"
+        assert "HttpOnly" in headers["Set-Cookie"]
+
+        options = webdriver.ChromeOptions()
+        options.binary_location = chromium
+        for flag in [*CHROME_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
+            options.add_argument(flag)
+        os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not download
+        driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+        try:
+            driver.set_page_load_timeout(30)
+            driver.get(f"{url}/")
+            assert "a token is required" in driver.page_source
+            driver.get(f"{url}/?token={TOKEN}")  # sets the cookie, then the page without it
+            assert driver.current_url == f"{url}/"
+
+            def body(key):
+                return int(driver.execute_script(f"return document.body.dataset.{key} || 0"))
+
+            wait_for(lambda: body("ticks") >= 4 and body("segments") >= 1, 30, "live data")
+            width = wait_for(
+                lambda: driver.execute_script(
+                    "const v = document.getElementById('video');"
+                    "return v.complete && v.naturalWidth;"
+                ),
+                30,
+                "the video",
+            )
+            assert width == 854
+            rows = driver.find_elements("css selector", "#distribution .row span:first-child")
+            assert [r.text for r in rows] == labels
+            assert driver.find_element("id", "status").text == "live"
+            assert driver.find_element("id", "fps").text.endswith("fps")
+            ticks = body("ticks")
+            wait_for(lambda: body("ticks") > ticks, 10, "more ticks")  # it keeps streaming
+            time.sleep(6)  # a few seconds of timeline for the picture
+            shot = tmp_path / "dashboard.png"
+            driver.save_screenshot(str(shot))
+        finally:
+            driver.quit()
+    image = cv2.imread(str(shot))
+    assert image is not None and image.shape[1] >= 1000 and float(np.std(image)) > 20
+    if os.environ.get("FER_EDGE_DASHBOARD_SCREENSHOT"):  # how docs/dashboard.png is made
+        target = Path(os.environ["FER_EDGE_DASHBOARD_SCREENSHOT"])
+        small = cv2.resize(
+            image, (image.shape[1] * 3 // 4, image.shape[0] * 3 // 4), cv2.INTER_AREA
+        )
+        # 5 bits per channel: no visible banding, half the bytes
+        ok, png = cv2.imencode(".png", small & 0xF8, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        from edge.contract import atomic_write_bytes
+
+        atomic_write_bytes(target, png.tobytes())

@@ -1,0 +1,421 @@
+"""The MQTT sink against a real Mosquitto broker that each test starts on a random loopback port,
+with a real paho subscriber; the runtime runs the 480p video as a user would (python -m edge)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from conftest import ROOT, one_line_error, run_cli
+
+from edge.contract import Contract, read_contract, write_contract
+
+PREFIX = "fer-edge/testcam"
+NODE = "fer-edge_testcam"
+
+
+def tool(name: str) -> str:
+    """A Debian tool the test needs: missing fails in CI and skips elsewhere."""
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+    if path:
+        return path
+    message = f"{name} not installed (apt-get install -y mosquitto)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, timeout: float = 20.0, what: str = "condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class Broker:
+    """A mosquitto process with its own config file; stop() and start() keep the port."""
+
+    def __init__(self, folder: Path, lines: list[str], port: int):
+        self.folder, self.port = folder, port
+        self.conf = folder / "mosquitto.conf"
+        user = ["user root"] if os.geteuid() == 0 else []  # read root's 0600 files in tmp
+        self.conf.write_text("\n".join([*user, "persistence false", *lines]) + "\n")
+        self.log = folder / "mosquitto.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log, "a") as log:
+            self.proc = subprocess.Popen(
+                [tool("mosquitto"), "-c", str(self.conf)], stdout=log, stderr=log
+            )
+
+        def listening():
+            assert self.proc.poll() is None, self.log.read_text()
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return True
+            except OSError:
+                return False
+
+        wait_for(listening, 10, "mosquitto to listen")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+@contextmanager
+def broker(folder: Path, extra: list[str] = (), anonymous: bool = True, port: int = 0):
+    port = port or free_port()
+    lines = [f"listener {port} 127.0.0.1", f"allow_anonymous {str(anonymous).lower()}", *extra]
+    b = Broker(folder, lines, port)
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+class Subscriber:
+    """A paho client that records every message under PREFIX/# and homeassistant/#."""
+
+    def __init__(self, port: int, username: str | None = None, password: str | None = None):
+        self.messages: list[tuple[str, bytes, bool, float]] = []
+        self._lock = threading.Lock()
+        self.connected = threading.Event()
+        c = self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{secrets.token_hex(4)}"
+        )
+        if username:
+            c.username_pw_set(username, password)
+        c.reconnect_delay_set(1, 1)
+        c.on_connect = self._on_connect
+        c.on_message = self._on_message
+        c.connect("127.0.0.1", port, keepalive=10)
+        c.loop_start()
+        wait_for(self.connected.is_set, 10, "the subscriber to connect")
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        client.subscribe([(f"{PREFIX}/#", 1), (f"homeassistant/sensor/{NODE}/#", 1)])
+        time.sleep(0.2)  # let SUBACK arrive before the test starts the runtime
+        self.connected.set()
+
+    def _on_message(self, client, userdata, msg):
+        with self._lock:
+            self.messages.append((msg.topic, msg.payload, msg.retain, time.time()))
+
+    def on(self, topic: str) -> list[bytes]:
+        with self._lock:
+            return [p for t, p, _, _ in self.messages if t == topic]
+
+    def json_on(self, topic: str) -> list[dict]:
+        return [json.loads(p) for p in self.on(topic)]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@contextmanager
+def subscriber(port: int, username: str | None = None, password: str | None = None):
+    s = Subscriber(port, username, password)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def run_edge(video, model, events, *flags, env=None, timeout=180):
+    """`python -m edge run` on the video; a traceback on any thread fails the test."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge", "run", "--source", str(video), "--model", str(model),
+         "--headless", "--events", str(events), "--mqtt-topic", PREFIX, *flags],
+        cwd=ROOT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )  # fmt: skip
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def read_events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def label_changes(rows: list[dict]) -> list[dict]:
+    """The rows at which a track's label differs from its previous row: what PREFIX/state gets."""
+    last: dict[int, str] = {}
+    out = []
+    for r in rows:
+        if last.get(r["track"]) != r["label"]:
+            out.append({**r, "previous": last.get(r["track"])})
+            last[r["track"]] = r["label"]
+    return out
+
+
+def retained(port: int, username=None, password=None) -> dict[str, bytes]:
+    """What a client that connects now is given: the retained messages, by topic."""
+    with subscriber(port, username, password) as s:
+        time.sleep(1.0)
+        with s._lock:
+            return {t: p for t, p, r, _ in s.messages if r}
+
+
+def test_plain_run_imports_no_mqtt_or_dashboard_code(video, int8_model, tmp_path):
+    """Without --mqtt / --dashboard, neither paho, our client or any HTTP server is loaded;
+    with them, they are (so the check can fail)."""
+    sink_modules = ["paho", "edge.mqtt", "edge.mqtt_config", "edge.dashboard", "http.server"]
+    code = (
+        "import sys\n"
+        "from edge.cli import main\n"
+        "rc = main(sys.argv[1:])\n"
+        f"print([m for m in {sink_modules!r} if m in sys.modules])\n"
+        "sys.exit(rc)\n"
+    )
+    base = ["run", "--source", str(video), "--model", str(int8_model), "--headless",
+            "--max_frames", "20", "--events", str(tmp_path / "e.jsonl")]  # fmt: skip
+    plain = subprocess.run(
+        [sys.executable, "-c", code, *base], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.strip().splitlines()[-1] == "[]"
+    dead = f"mqtt://127.0.0.1:{free_port()}"
+    both = subprocess.run(
+        [sys.executable, "-c", code, *base, "--mqtt", dead, "--dashboard", str(free_port())],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert both.returncode == 0, both.stderr
+    assert both.stdout.strip().splitlines()[-1] == str(sink_modules)
+
+
+def test_password_broker_gets_discovery_availability_and_every_label_change(
+    video, int8_model, tmp_path
+):
+    pw = tmp_path / "passwd"
+    subprocess.run([tool("mosquitto_passwd"), "-b", "-c", str(pw), "fer", "s3cret"], check=True)
+    secret = tmp_path / "mqtt-password"
+    secret.write_text("s3cret\n")
+    events = tmp_path / "events.jsonl"
+    with broker(tmp_path, [f"password_file {pw}"], anonymous=False) as b:
+        with subscriber(b.port, "fer", "s3cret") as sub:
+            proc = run_edge(
+                video, int8_model, events,
+                "--mqtt", f"mqtt://fer@127.0.0.1:{b.port}",
+                "--mqtt-password-file", str(secret),
+                "--mqtt-summary-every", "1",
+            )  # fmt: skip
+            assert proc.returncode == 0, proc.stderr
+            wait_for(lambda: sub.on(f"{PREFIX}/status")[-1:] == [b"offline"], 10, "offline")
+        after = retained(b.port, "fer", "s3cret")
+        # the broker refuses a client without the password (so the run above really used it)
+        refused = run_edge(video, int8_model, tmp_path / "refused.jsonl", "--max_frames", "10",
+                           "--mqtt", f"mqtt://fer@127.0.0.1:{b.port}")  # fmt: skip
+        # ... and takes it from the environment as well as from a file
+        from_env = run_edge(video, int8_model, tmp_path / "env.jsonl", "--max_frames", "10",
+                            "--mqtt", f"mqtt://fer@127.0.0.1:{b.port}",
+                            env={"FER_EDGE_MQTT_PASSWORD": "s3cret"})  # fmt: skip
+    assert "connected to" in proc.stderr and "Traceback" not in proc.stderr
+    rows = read_events(events)
+    assert {r["frame"] for r in rows} == set(range(383))
+    labels = read_contract(int8_model).labels
+
+    # state: exactly the label changes of the events file, field for field
+    states = sub.json_on(f"{PREFIX}/state")
+    expected = label_changes(rows)
+    assert len(states) == len(expected) >= 2
+    for got, want in zip(states, expected):
+        assert abs(got.pop("time") - time.time()) < 300
+        assert got == want
+        assert list(got["probs"]) == list(labels)
+
+    # availability: online first, offline last; retained, as the last will is
+    assert sub.on(f"{PREFIX}/status")[0] == b"online"
+    assert after[f"{PREFIX}/status"] == b"offline"
+
+    # summaries: the last one covers the whole run (it is shorter than the 60 s window)
+    summaries = sub.json_on(f"{PREFIX}/summary")
+    assert len(summaries) >= 2
+    last = summaries[-1]
+    assert last["frame"] == 382 and last["faces"] == 1 and last["dropped"] == 0
+    counts = {lb: sum(r["label"] == lb for r in rows) for lb in labels}
+    assert last["share"] == {lb: round(counts[lb] / len(rows), 4) for lb in labels}
+    assert last["dominant"] == max(counts, key=counts.get)
+    assert json.loads(after[f"{PREFIX}/summary"]) == last
+
+    # discovery: one device, a sensor per emotion of the contract plus dominant and faces
+    configs = {t: json.loads(p) for t, p in after.items() if t.endswith("/config") and p}
+    keys = {t.split("/")[-2] for t in configs}
+    assert {"dominant", "faces", "fps", "dropped"} | {f"share_{lb}" for lb in labels} == keys
+    for config in configs.values():
+        assert config["state_topic"] == f"{PREFIX}/summary"
+        assert config["availability_topic"] == f"{PREFIX}/status"
+        assert config["device"]["identifiers"] == [f"fer_edge_{NODE}"]
+    assert configs[f"homeassistant/sensor/{NODE}/share_happy/config"]["unit_of_measurement"] == "%"
+
+    assert from_env.returncode == 0 and "connected to" in from_env.stderr, from_env.stderr
+    assert "refused" not in from_env.stderr, from_env.stderr
+    assert refused.returncode == 0, refused.stderr
+    assert refused.stderr.count("refused the connection") == 1, refused.stderr
+    assert len({r["frame"] for r in read_events(tmp_path / "refused.jsonl")}) == 10
+
+
+def test_discovery_follows_the_contract_labels_and_off_removes_it(video, int8_model, tmp_path):
+    """A model whose contract names other classes gets sensors named after them (nothing is
+    hard-coded); --mqtt-discovery off leaves no config behind."""
+    model = tmp_path / "renamed.tflite"
+    shutil.copy(int8_model, model)
+    renamed = ("calm", "joy", "gloom", "rage", "awe")
+    contract = read_contract(int8_model)
+    write_contract(model, Contract.from_json({**contract.to_json(), "labels": list(renamed)}))
+    with broker(tmp_path) as b:
+        proc = run_edge(video, model, tmp_path / "a.jsonl", "--max_frames", "15",
+                        "--mqtt", f"mqtt://127.0.0.1:{b.port}")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        on = retained(b.port)
+        off_flags = ("--mqtt", f"mqtt://127.0.0.1:{b.port}", "--mqtt-discovery", "off")
+        proc = run_edge(video, model, tmp_path / "b.jsonl", "--max_frames", "5", *off_flags)
+        assert proc.returncode == 0, proc.stderr
+        off = retained(b.port)
+    shares = {t.split("/")[-2] for t in on if "/share_" in t}
+    assert shares == {f"share_{lb}" for lb in renamed}
+    summary = json.loads(on[f"{PREFIX}/summary"])
+    assert set(summary["share"]) == set(renamed) and summary["dominant"] in renamed
+    assert not [t for t in off if t.startswith("homeassistant/")]
+    assert off[f"{PREFIX}/status"] == b"offline"
+
+
+def test_broker_down_at_start_never_stops_the_camera(video, int8_model, tmp_path):
+    events = tmp_path / "e.jsonl"
+    started = time.monotonic()
+    proc = run_edge(video, int8_model, events, "--max_frames", "60",
+                    "--mqtt", f"mqtt://127.0.0.1:{free_port()}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - started < 60
+    assert {r["frame"] for r in read_events(events)} == set(range(60))
+    assert proc.stderr.count("cannot connect") == 1, proc.stderr
+    assert "messages were dropped in this run" in proc.stderr
+
+
+@pytest.mark.slow
+def test_broker_outage_mid_run_the_run_goes_on_and_publishing_resumes(video, int8_model, tmp_path):
+    """The broker is stopped for 5 s while the video plays in real time (20 s, looped), then
+    restarted on the same port: every frame is in the events file, the outage is one log line
+    with the count dropped (a 2-message queue overflows), and messages flow again. Summaries
+    1.5 s apart leave the publisher idle for whole seconds, as in real use."""
+    events, log = tmp_path / "events.jsonl", tmp_path / "run.log"
+    with broker(tmp_path) as b, subscriber(b.port) as sub:
+        with open(log, "w") as log_file:
+            run = subprocess.Popen(
+                [sys.executable, "-m", "edge", "run", "--source", str(video),
+                 "--model", str(int8_model), "--headless", "--events", str(events),
+                 "--realtime", "--loop", "--max_frames", "600",
+                 "--mqtt", f"mqtt://127.0.0.1:{b.port}", "--mqtt-topic", PREFIX,
+                 "--mqtt-summary-every", "1.5", "--mqtt-queue", "2"],
+                cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+                stdout=subprocess.DEVNULL, stderr=log_file,
+            )  # fmt: skip
+            try:
+                wait_for(lambda: sub.on(f"{PREFIX}/summary"), 60, "a first summary")
+                b.stop()
+                time.sleep(5)
+                assert run.poll() is None, log.read_text()  # the camera goes on
+                b.start()
+                up_at = time.time()
+                run.wait(timeout=120)
+            finally:
+                if run.poll() is None:
+                    run.send_signal(signal.SIGTERM)
+                    run.wait(timeout=20)
+        wait_for(lambda: sub.on(f"{PREFIX}/status")[-1:] == [b"offline"], 10, "offline")
+    text = log.read_text()
+    assert run.returncode == 0, text
+    assert "Traceback" not in text, text
+    assert {r["frame"] for r in read_events(events)} == set(range(600))
+    assert text.count("lost the connection") == 1, text
+    assert text.count("again after") == 1, text
+    with sub._lock:
+        later = [json.loads(p) for t, p, _, at in sub.messages
+                 if t == f"{PREFIX}/summary" and at > up_at]  # fmt: skip
+    assert later, "no summary after the broker came back"
+    assert later[-1]["frame"] == 599
+    assert later[-1]["dropped"] > 0  # 5 s of summaries every 1.5 s overflow a 2-message queue
+    assert max(s["time"] for s in later) > up_at  # made after the restart, not just a backlog
+    assert sub.on(f"{PREFIX}/status").count(b"online") >= 2  # re-announced on reconnect
+
+
+def test_tls_with_a_ca_file(video, int8_model, tmp_path):
+    """mqtts:// verified against the CA file; without it the system CAs reject the broker's
+    certificate, and the run still completes."""
+    openssl = tool("openssl")
+
+    def ssl(*args):
+        subprocess.run([openssl, *args], cwd=tmp_path, check=True, capture_output=True)
+
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+        "-days", "2", "-subj", "/CN=fer-edge test CA")  # fmt: skip
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=127.0.0.1")  # fmt: skip
+    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext")  # fmt: skip
+    tls_port = free_port()
+    tls = [f"listener {tls_port} 127.0.0.1", f"cafile {tmp_path / 'ca.crt'}",
+           f"certfile {tmp_path / 'server.crt'}", f"keyfile {tmp_path / 'server.key'}"]  # fmt: skip
+    with broker(tmp_path, tls) as b, subscriber(b.port) as sub:  # the subscriber: plain listener
+        good = run_edge(video, int8_model, tmp_path / "good.jsonl", "--max_frames", "20",
+                        "--mqtt", f"mqtts://127.0.0.1:{tls_port}",
+                        "--mqtt-ca-file", str(tmp_path / "ca.crt"), "--mqtt-qos", "0")  # fmt: skip
+        bad = run_edge(video, int8_model, tmp_path / "bad.jsonl", "--max_frames", "20",
+                       "--mqtt", f"mqtts://127.0.0.1:{tls_port}")  # fmt: skip
+    assert good.returncode == 0, good.stderr
+    assert "connected to mqtts://127.0.0.1" in good.stderr
+    states = sub.json_on(f"{PREFIX}/state")
+    assert states and all(s["frame"] < 20 for s in states)
+    assert bad.returncode == 0, bad.stderr
+    assert bad.stderr.count("cannot connect") == 1, bad.stderr
+    assert len({r["frame"] for r in read_events(tmp_path / "bad.jsonl")}) == 20
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--mqtt", "ftp://broker"], "--mqtt ftp://broker: expected mqtt://"),
+        (["--mqtt", "mqtt://broker:99999"], "the port is not a number"),
+        (["--mqtt", "mqtt://u@b", "--mqtt-password-file", "/no/such"], "--mqtt-password-file"),
+        (["--mqtt", "mqtt://b", "--mqtt-password-file", __file__], "a password needs a user"),
+        (["--mqtt", "mqtt://b", "--mqtt-ca-file", __file__], "only used with mqtts://"),
+        (["--mqtt", "mqtts://b", "--mqtt-ca-file", "/no/ca.pem"], "--mqtt-ca-file /no/ca.pem"),
+        (["--mqtt", "mqtt://b", "--mqtt-topic", "cams/#"], "--mqtt-topic 'cams/#'"),
+        (["--mqtt", "mqtt://b", "--mqtt-qos", "3"], "--mqtt-qos"),
+    ],
+)
+def test_bad_mqtt_options_are_one_line_errors(flags, message, video):
+    line = one_line_error(run_cli("run", "--source", str(video), "--headless", *flags))
+    assert message in line
