@@ -53,14 +53,18 @@ class Stage1Config:
     warmup_epochs: float = 1.0  # linear warm-up: the fresh head must not wreck ImageNet features
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
     label_smoothing: float = 0.1  # FER2013 labels are noisy (57 duplicate groups disagree)
-    patience: int = 6  # early stopping on PublicTest accuracy, best weights restored
+    patience: int = 6  # early stopping on validation accuracy, best weights restored
     class_weights: bool = True  # weight classes by inverse frequency (happy has 2.3x surprise)
     # weights = balanced ** power: 1 = fully balanced (best macro-F1), 0.5 = halfway, which
     # keeps rare classes heard without giving up overall accuracy
     class_weight_power: float = 0.5
     drop_test_duplicates: bool = True  # train images byte-identical to a test image leak the test
     max_train: int = 0  # >0: use a stratified subset of this many train images (smoke runs)
-    max_val: int = 0  # >0: subset of PublicTest for validation (smoke runs)
+    # What early stopping watches: holdout (a stratified share of the training faces, so both
+    # test halves stay untouched) or public (PublicTest, as the first shipped model did).
+    validation: str = "holdout"
+    holdout: float = 0.08  # share of the training faces held out when validation = holdout
+    max_val: int = 0  # >0: subset of the validation faces (smoke runs)
     augment: bool = True  # flip, rotation, shift, zoom, brightness, contrast
     # test-time views averaged inside the shipped graph: none | flip (2) | multi (6: as cropped,
     # zoomed in and out, each mirrored); multi measured +2.5 points on PublicTest over flip

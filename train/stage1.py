@@ -178,16 +178,24 @@ def run_stage1(cfg: Stage1Config) -> dict:
     x_tr, t_tr, idx_tr = split_targets(
         data, "train", labels, cfg.labels, votes, drop_test_duplicates=cfg.drop_test_duplicates
     )
-    val_rule = "fer2013" if cfg.labels == "fer2013" else "ferplus-majority"
-    x_va, t_va, _ = split_targets(data, "public", labels, val_rule, votes)
-    if cfg.max_train:
-        keep = stratified_subset(t_tr.argmax(1), cfg.max_train, cfg.seed)
-        x_tr, t_tr, idx_tr = x_tr[keep], t_tr[keep], idx_tr[keep]
+    if cfg.validation == "holdout":
+        # A stratified share of the training faces validates (early stopping), so PublicTest
+        # and PrivateTest stay tests that no choice was made on.
+        val_rule = f"train holdout ({cfg.labels}, top vote)"
+        hold = np.zeros(len(t_tr), bool)
+        hold[stratified_subset(t_tr.argmax(1), int(cfg.holdout * len(t_tr)), cfg.seed)] = True
+        x_va, t_va = x_tr[hold], np.eye(k, dtype=np.float32)[t_tr[hold].argmax(1)]
+        x_tr, t_tr, idx_tr = x_tr[~hold], t_tr[~hold], idx_tr[~hold]
+    elif cfg.validation == "public":
+        val_rule = "PublicTest " + ("fer2013" if cfg.labels == "fer2013" else "ferplus-majority")
+        x_va, t_va, _ = split_targets(data, "public", labels, val_rule.split()[1], votes)
+    else:
+        raise ConfigError(f"--validation {cfg.validation!r}: choose holdout or public")
     if cfg.max_val:
         keep = stratified_subset(t_va.argmax(1), cfg.max_val, cfg.seed)
         x_va, t_va = x_va[keep], t_va[keep]
     log.info(
-        "train %d images (%s), PublicTest %d (%s), classes %s",
+        "train %d images (%s), validation %d (%s), classes %s",
         len(t_tr), cfg.labels, len(t_va), val_rule, ", ".join(labels),
     )  # fmt: skip
     teacher_info = None
@@ -272,6 +280,8 @@ def run_stage1(cfg: Stage1Config) -> dict:
         "init_from": cfg.init_from or None,
         "train_images": int(len(t_tr)),
         "labels_rule": cfg.labels,
+        "validation": val_rule,
+        "validation_images": int(len(t_va)),
         "teacher": teacher_info,
         "data_source": data.source,
         "data_sha256": data.sha256,
