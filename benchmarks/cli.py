@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge.cli import command_parser, positive_int, run_command
+from edge.cliframe import command_parser, positive_int, run_command
 from edge.errors import ConfigError, ModelError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

@@ -38,7 +38,7 @@ def run_convert(cfg: ConvertConfig) -> dict:
     if bad:
         raise ConfigError(f"--variants {bad[0]!r}: choose from float32, float16, dynamic, int8")
     if cfg.io_type not in ("int8", "uint8"):
-        raise ConfigError(f"--io_type {cfg.io_type!r}: choose int8 or uint8")
+        raise ConfigError(f"--io-type {cfg.io_type!r}: choose int8 or uint8")
     model_path = Path(cfg.model)
     model = load_keras(model_path)
     base = read_contract(model_path)

@@ -9,30 +9,16 @@ import argparse
 import contextlib
 import logging
 import signal
-import sys
 import time
 from pathlib import Path
 
+from edge.cliframe import command_parser, positive_int, run_command
 from edge.errors import ConfigError, FerEdgeError
 
 log = logging.getLogger("edge")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = PROJECT_ROOT / "models" / "fer_int8.tflite"
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad option in one line (no usage dump) and exits with 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def add_runtime_flags(p: argparse.ArgumentParser, source_default: str = "0") -> None:
@@ -48,22 +34,22 @@ def add_runtime_flags(p: argparse.ArgumentParser, source_default: str = "0") -> 
     p.add_argument("--threads", type=positive_int, default=2, help="interpreter threads")
     p.add_argument("--detector", default="yunet", choices=["yunet", "haar"], help="face detector")
     p.add_argument(
-        "--yunet_model", default=None, help="YuNet .onnx (default: models/, then ../shared/models/)"
+        "--yunet-model", default=None, help="YuNet .onnx (default: models/, then ../shared/models/)"
     )
     p.add_argument(
-        "--detect_width",
+        "--detect-width",
         type=int,
         default=320,
         help="detect on a copy this wide; boxes are mapped back (0 = full frame)",
     )
     p.add_argument(
-        "--detect_every",
+        "--detect-every",
         type=positive_int,
         default=2,
         help="run the detector every N frames and hold boxes in between",
     )
     p.add_argument(
-        "--classify_every",
+        "--classify-every",
         type=positive_int,
         default=2,
         help="classify every N frames; frames with held boxes in between reuse the last result",
@@ -71,35 +57,9 @@ def add_runtime_flags(p: argparse.ArgumentParser, source_default: str = "0") -> 
     p.add_argument(
         "--width", type=int, default=0, help="requested camera width (0 = device default)"
     )
-    p.add_argument("--height", type=int, default=0, help="requested camera height")
-
-
-def command_parser(prog: str, description: str) -> tuple[OneLineParser, object]:
-    """The top-level parser every entry point shares, and its subcommand registry."""
-    parser = OneLineParser(prog=prog, description=description)
-    parser.add_argument(
-        "--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    p.add_argument(
+        "--height", type=int, default=0, help="requested camera height (0 = device default)"
     )
-    sub = parser.add_subparsers(
-        dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser
-    )
-    return parser, sub
-
-
-def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
-    """Parse, run the chosen subcommand, and turn a FerEdgeError into one line + exit 2."""
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        return int(args.func(args) or 0)
-    except FerEdgeError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted", file=sys.stderr)
-        return 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,29 +69,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_subcommands(sub) -> None:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = sub.add_parser("run", help="live emotion detection", formatter_class=fmt)
+    p = sub.add_parser("run", help="live emotion detection")
     add_runtime_flags(p)
     p.add_argument("--headless", action="store_true", help="no window (events and/or preview only)")
     p.add_argument(
         "--events", default=None, help="append JSON Lines per face per frame to FILE ('-' = stdout)"
     )
-    p.add_argument("--max_frames", type=positive_int, default=None, help="stop after N frames")
+    p.add_argument("--max-frames", type=positive_int, default=None, help="stop after N frames")
     p.add_argument("--loop", action="store_true", help="restart a video file when it ends")
-    p.add_argument("--no_smoothing", action="store_true", help="raw per-frame probabilities")
+    p.add_argument("--no-smoothing", action="store_true", help="raw per-frame probabilities")
     p.add_argument(
-        "--preview_port", type=int, default=0, help="serve an MJPEG preview on this port"
+        "--preview-port", type=int, default=0, help="serve an MJPEG preview on this port"
     )
-    p.add_argument("--preview_host", default="127.0.0.1", help="address the preview binds to")
+    p.add_argument("--preview-host", default="127.0.0.1", help="address the preview binds to")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("checks", help="print what the runtime found", formatter_class=fmt)
+    p = sub.add_parser("checks", help="print what the runtime found")
     add_runtime_flags(p, source_default="")
     p.set_defaults(func=cmd_checks)
 
-    p = sub.add_parser(
-        "capture", help="photograph a person for stage-2 fine-tuning", formatter_class=fmt
-    )
+    p = sub.add_parser("capture", help="photograph a person for stage-2 fine-tuning")
     add_runtime_flags(p)
     p.add_argument("--label", required=True, help="class of the expression being captured")
     p.add_argument("--count", type=positive_int, default=20, help="photos to save")

@@ -64,10 +64,10 @@ class YuNetDetector:
     ):
         path = Path(model_path) if model_path else default_yunet_path()
         if path is None:
-            raise ModelError("YuNet model not found; run `make models` or pass --yunet_model PATH")
+            raise ModelError("YuNet model not found; run `make models` or pass --yunet-model PATH")
         if not path.is_file():
             raise ModelError(
-                f"{path}: YuNet model file not found; run `make models` or pass --yunet_model PATH"
+                f"{path}: YuNet model file not found; run `make models` or pass --yunet-model PATH"
             )
         self.path, self.width = path, width
         try:

@@ -124,7 +124,7 @@ class Window:
         except cv2.error:
             raise ConfigError(
                 "this OpenCV build has no GUI (opencv-python-headless): use "
-                "--headless, --preview_port 8080, or `pip install opencv-python`"
+                "--headless, --preview-port 8080, or `pip install opencv-python`"
             ) from None
 
     def show(self, image: np.ndarray) -> bool:
@@ -179,7 +179,7 @@ class MjpegServer:
             self._httpd = ThreadingHTTPServer((host, port), Handler)
         except OSError as exc:
             raise ConfigError(
-                f"--preview_port {port}: cannot listen on {host} ({exc.strerror})"
+                f"--preview-port {port}: cannot listen on {host} ({exc.strerror})"
             ) from None
         self._httpd.daemon_threads = True
         self.quality = quality

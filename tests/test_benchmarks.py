@@ -209,7 +209,7 @@ def test_bench_runs_without_tensorflow_or_optional_packages(bench_model, video, 
         "from benchmarks.cli import main\n"
         f"rc = main(['bench', '--source', {str(video)!r}, '--model', {str(bench_model)!r},"
         f" '--configs', 'default,baseline', '--frames', '5', '--warmup', '0',"
-        f" '--baseline_frames', '2', '--out', {str(tmp_path)!r}])\n"
+        f" '--baseline-frames', '2', '--out', {str(tmp_path)!r}])\n"
         "sys.exit(rc)\n"
     )
     proc = subprocess.run(

@@ -32,7 +32,7 @@ def set_trainable_top(net, n: int) -> int:
     from keras import layers
 
     if n < 1:
-        raise ConfigError(f"--trainable_top {n}: must be at least 1")
+        raise ConfigError(f"--trainable-top {n}: must be at least 1")
     net.trainable = True
     for i, layer in enumerate(net.layers):
         top = i >= len(net.layers) - n
