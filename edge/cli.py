@@ -7,59 +7,48 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import signal
 import time
 from pathlib import Path
 
-from edge.cliframe import command_parser, positive_int, run_command
+from edge.cliframe import command_parser, field_comments, positive_int, run_command
+from edge.config import DEFAULTS, RuntimeConfig, model_path
 from edge.errors import ConfigError, FerEdgeError
 
 log = logging.getLogger("edge")
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = PROJECT_ROOT / "models" / "fer_int8.tflite"
+
+def add_runtime_flags(p: argparse.ArgumentParser, source_default: str = DEFAULTS.source) -> None:
+    """Flags shared by run, checks and capture: model, detector, source. Defaults and help
+    come from RuntimeConfig."""
+    helps = field_comments(RuntimeConfig)
+    p.add_argument("--model", default=DEFAULTS.model, help=helps["model"])
+    p.add_argument("--source", default=source_default, help=helps["source"])
+    p.add_argument("--threads", type=positive_int, default=DEFAULTS.threads, help=helps["threads"])
+    p.add_argument(
+        "--detector", default=DEFAULTS.detector, choices=["yunet", "haar"], help=helps["detector"]
+    )
+    p.add_argument("--yunet-model", default=DEFAULTS.yunet_model, help=helps["yunet_model"])
+    p.add_argument(
+        "--detect-width", type=int, default=DEFAULTS.detect_width, help=helps["detect_width"]
+    )
+    for name in ("detect_every", "classify_every"):
+        p.add_argument(
+            f"--{name}", type=positive_int, default=getattr(DEFAULTS, name), help=helps[name]
+        )
+    p.add_argument("--width", type=int, default=DEFAULTS.width, help=helps["width"])
+    p.add_argument("--height", type=int, default=DEFAULTS.height, help=helps["height"])
 
 
-def add_runtime_flags(p: argparse.ArgumentParser, source_default: str = "0") -> None:
-    """Flags shared by run, capture and the benchmark: model, detector, source."""
-    p.add_argument(
-        "--model", default=str(DEFAULT_MODEL), help="TFLite model (its .json contract beside it)"
-    )
-    p.add_argument(
-        "--source",
-        default=source_default,
-        help="camera index, 'picamera', video/image file, image folder, or rtsp/http URL",
-    )
-    p.add_argument("--threads", type=positive_int, default=2, help="interpreter threads")
-    p.add_argument("--detector", default="yunet", choices=["yunet", "haar"], help="face detector")
-    p.add_argument(
-        "--yunet-model", default=None, help="YuNet .onnx (default: models/, then ../shared/models/)"
-    )
-    p.add_argument(
-        "--detect-width",
-        type=int,
-        default=320,
-        help="detect on a copy this wide; boxes are mapped back (0 = full frame)",
-    )
-    p.add_argument(
-        "--detect-every",
-        type=positive_int,
-        default=2,
-        help="run the detector every N frames and hold boxes in between",
-    )
-    p.add_argument(
-        "--classify-every",
-        type=positive_int,
-        default=2,
-        help="classify every N frames; frames with held boxes in between reuse the last result",
-    )
-    p.add_argument(
-        "--width", type=int, default=0, help="requested camera width (0 = device default)"
-    )
-    p.add_argument(
-        "--height", type=int, default=0, help="requested camera height (0 = device default)"
-    )
+def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
+    """The RuntimeConfig the parsed flags describe."""
+    names = {f.name for f in dataclasses.fields(RuntimeConfig)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    if getattr(args, "no_smoothing", False):
+        values["smoothing"] = False
+    return RuntimeConfig(**values)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +66,9 @@ def add_subcommands(sub) -> None:
     )
     p.add_argument("--max-frames", type=positive_int, default=None, help="stop after N frames")
     p.add_argument("--loop", action="store_true", help="restart a video file when it ends")
-    p.add_argument("--no-smoothing", action="store_true", help="raw per-frame probabilities")
+    p.add_argument(
+        "--no-smoothing", action="store_true", help="raw per-frame probabilities (no EMA per track)"
+    )
     p.add_argument(
         "--preview-port", type=int, default=0, help="serve an MJPEG preview on this port"
     )
@@ -99,19 +90,6 @@ def add_subcommands(sub) -> None:
     p.set_defaults(func=cmd_capture)
 
 
-def open_pipeline(args, smoothing: bool = True):
-    from edge.classifier import Classifier
-    from edge.detectors import make_detector
-    from edge.pipeline import Pipeline, PipelineConfig
-
-    classifier = Classifier(args.model, threads=args.threads)
-    detector = make_detector(args.detector, width=args.detect_width, yunet_model=args.yunet_model)
-    config = PipelineConfig(
-        detect_every=args.detect_every, classify_every=args.classify_every, smoothing=smoothing
-    )
-    return Pipeline(detector, classifier, config)
-
-
 @contextlib.contextmanager
 def stop_on_sigterm():
     """SIGTERM (systemd stop, kill) unwinds like Ctrl-C so every `with` block closes its files."""
@@ -127,10 +105,11 @@ def stop_on_sigterm():
 
 
 def cmd_run(args) -> int:
+    from edge.recognizer import EmotionRecognizer
     from edge.sinks import EventWriter, MjpegServer, Window, display_available, draw_overlay
     from edge.sources import open_source
 
-    pipeline = open_pipeline(args, smoothing=not args.no_smoothing)
+    pipeline = EmotionRecognizer(config=runtime_config(args)).pipeline()
     labels = pipeline.classifier.labels
     show = not args.headless and display_available()
     if not args.headless and not show:
@@ -192,7 +171,7 @@ def cmd_checks(args) -> int:
     from edge.detectors import default_yunet_path, make_detector
 
     rows: list[tuple[str, str]] = []
-    c = Classifier(args.model, threads=args.threads)
+    c = Classifier(model_path(args.model), threads=args.threads)
     for key, value in c.describe().items():
         rows.append((key, str(value)))
     rows.append(
@@ -209,7 +188,9 @@ def cmd_checks(args) -> int:
         )
     )
     try:
-        det = make_detector(args.detector, width=args.detect_width, yunet_model=args.yunet_model)
+        det = make_detector(
+            args.detector, width=args.detect_width, yunet_model=args.yunet_model or None
+        )
         where = getattr(det, "path", "bundled cascade")
         rows.append(("detector", f"{det.name} ({where}), detect width {args.detect_width}"))
     except FerEdgeError as exc:
@@ -248,7 +229,9 @@ def cmd_capture(args) -> int:
         raise ConfigError(f"--label {args.label!r}: give a class name such as happy")
     out = Path(args.out) / args.label
     out.mkdir(parents=True, exist_ok=True)
-    detector = make_detector(args.detector, width=args.detect_width, yunet_model=args.yunet_model)
+    detector = make_detector(
+        args.detector, width=args.detect_width, yunet_model=args.yunet_model or None
+    )
     window = Window("fer-edge capture") if not args.headless and display_available() else None
     saved, next_at = 0, time.monotonic() + max(0, args.countdown)
     print(f"capturing {args.count} '{args.label}' photos into {out}; make the expression now")
