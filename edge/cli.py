@@ -104,9 +104,23 @@ def stop_on_sigterm():
         signal.signal(signal.SIGTERM, previous)
 
 
+def open_sinks(args, labels: tuple[str, ...], show: bool, stack: contextlib.ExitStack) -> list:
+    """The sinks the flags ask for, each entered on `stack` so it closes on the way out."""
+    from edge.sinks import EventWriter, MjpegServer, Window
+
+    sinks = []
+    if args.events:
+        sinks.append(EventWriter(args.events, labels))
+    if show:
+        sinks.append(Window())
+    if args.preview_port:
+        sinks.append(MjpegServer(args.preview_port, args.preview_host))
+    return [stack.enter_context(sink) for sink in sinks]
+
+
 def cmd_run(args) -> int:
     from edge.recognizer import EmotionRecognizer
-    from edge.sinks import EventWriter, MjpegServer, Window, display_available, draw_overlay
+    from edge.sinks import display_available, draw_overlay
     from edge.sources import open_source
 
     pipeline = EmotionRecognizer(config=runtime_config(args)).pipeline()
@@ -127,28 +141,19 @@ def cmd_run(args) -> int:
                 lores_width=args.detect_width,
             )
         )
-        events = stack.enter_context(EventWriter(args.events, labels)) if args.events else None
-        window = Window() if show else None
-        if window:
-            stack.callback(window.close)
-        preview = MjpegServer(args.preview_port, args.preview_host) if args.preview_port else None
-        if preview:
-            stack.callback(preview.close)
-        fps = None
+        sinks = open_sinks(args, labels, show, stack)
+        drawn = any(sink.needs_canvas for sink in sinks)
         try:
             for frame in source.frames():
                 result = pipeline.process(frame)
                 frames += 1
                 with_face += bool(result.faces)
-                if events:
-                    events.write(result)
-                if window or preview:
+                canvas = None
+                if drawn:
                     fps = frames / max(1e-9, time.perf_counter() - t0)
                     canvas = draw_overlay(frame.image, result, labels, fps)
-                    if preview:
-                        preview.publish(canvas)
-                    if window and not window.show(canvas):
-                        break
+                if not all([sink.write(result, canvas) for sink in sinks]):
+                    break
                 if args.max_frames and frames >= args.max_frames:
                     break
         except KeyboardInterrupt:
@@ -220,8 +225,8 @@ def cmd_checks(args) -> int:
 def cmd_capture(args) -> int:
     import cv2
 
-    from edge.contract import atomic_write_bytes
     from edge.detectors import make_detector
+    from edge.fileio import atomic_write_bytes
     from edge.sinks import Window, display_available
     from edge.sources import open_source
 
@@ -232,10 +237,13 @@ def cmd_capture(args) -> int:
     detector = make_detector(
         args.detector, width=args.detect_width, yunet_model=args.yunet_model or None
     )
-    window = Window("fer-edge capture") if not args.headless and display_available() else None
     saved, next_at = 0, time.monotonic() + max(0, args.countdown)
     print(f"capturing {args.count} '{args.label}' photos into {out}; make the expression now")
-    with stop_on_sigterm(), open_source(args.source, width=args.width, height=args.height) as src:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(stop_on_sigterm())
+        src = stack.enter_context(open_source(args.source, width=args.width, height=args.height))
+        show = not args.headless and display_available()
+        window = stack.enter_context(Window("fer-edge capture")) if show else None
         try:
             for frame in src.frames():
                 boxes = detector.detect(frame)
@@ -244,7 +252,7 @@ def cmd_capture(args) -> int:
                     canvas = frame.image.copy()
                     for b in boxes:
                         cv2.rectangle(canvas, (b.x, b.y), (b.x + b.w, b.y + b.h), (0, 200, 0), 2)
-                    if not window.show(canvas):
+                    if not window.write(None, canvas):
                         break
                 if now < next_at or not boxes:
                     continue
@@ -258,8 +266,6 @@ def cmd_capture(args) -> int:
                     break
         except KeyboardInterrupt:
             pass
-    if window:
-        window.close()
     print(f"saved {saved} photos in {out}")
     return 0 if saved else 1
 

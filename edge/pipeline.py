@@ -5,15 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import numpy as np
-
 from edge.classifier import Classifier
 from edge.crop import crop_face
 from edge.detectors import Detector
 from edge.tracking import Tracker
 from edge.types import Box, Face, Frame, FrameResult
-
-STAGES = ("detect", "preprocess", "inference", "smoothing")
 
 
 @dataclass(frozen=True)
@@ -67,8 +63,3 @@ class Pipeline:
             "smoothing": t4 - t3,
         }
         return FrameResult(frame, faces, timings)
-
-
-def mean_probs(results: list[FrameResult]) -> np.ndarray | None:
-    probs = [f.probs for r in results for f in r.faces]
-    return np.mean(probs, axis=0) if probs else None

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from edge.errors import ConfigError
-from edge.types import FrameResult
+from edge.types import Closeable, FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,18 @@ def face_events(result: FrameResult, labels: tuple[str, ...]) -> list[dict]:
     return out
 
 
-class EventWriter:
+class Sink(Closeable):
+    """Where results go. One verb, `write(result, canvas)`, where canvas is the overlay image
+    (drawn only when some sink has `needs_canvas`); it returns False when the user asked to
+    stop (a closed window). Every sink is a context manager that closes what it holds."""
+
+    needs_canvas = False
+
+    def write(self, result: FrameResult, canvas: np.ndarray | None = None) -> bool:
+        raise NotImplementedError
+
+
+class EventWriter(Sink):
     """Appends JSON Lines, flushed per line, so a kill loses nothing already written."""
 
     def __init__(self, path: str, labels: tuple[str, ...]):
@@ -54,21 +65,16 @@ class EventWriter:
                 ) from None
         self.count = 0
 
-    def write(self, result: FrameResult) -> None:
+    def write(self, result: FrameResult, canvas: np.ndarray | None = None) -> bool:
         for event in face_events(result, self.labels):
             self._f.write(json.dumps(event, separators=(",", ":")) + "\n")
             self.count += 1
         self._f.flush()
+        return True
 
     def close(self) -> None:
         if self._own:
             self._f.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def draw_overlay(
@@ -114,8 +120,10 @@ def display_available() -> bool:
     return True
 
 
-class Window:
+class Window(Sink):
     """An OpenCV window; the headless wheel has none, so say what to install instead."""
+
+    needs_canvas = True
 
     def __init__(self, title: str = "fer-edge"):
         self.title = title
@@ -127,9 +135,9 @@ class Window:
                 "--headless, --preview-port 8080, or `pip install opencv-python`"
             ) from None
 
-    def show(self, image: np.ndarray) -> bool:
-        """False when the user closed the window or pressed q / Esc."""
-        cv2.imshow(self.title, image)
+    def write(self, result: FrameResult | None, canvas: np.ndarray | None = None) -> bool:
+        """Shows the canvas; False when the user closed the window or pressed q / Esc."""
+        cv2.imshow(self.title, canvas)
         key = cv2.waitKey(1) & 0xFF
         return key not in (ord("q"), 27)
 
@@ -137,8 +145,10 @@ class Window:
         cv2.destroyWindow(self.title)
 
 
-class MjpegServer:
+class MjpegServer(Sink):
     """Serves the newest overlay as multipart JPEG at http://HOST:PORT/ (127.0.0.1 by default)."""
+
+    needs_canvas = True
 
     def __init__(self, port: int, host: str = "127.0.0.1", quality: int = 80):
         self._jpeg: bytes | None = None
@@ -188,12 +198,13 @@ class MjpegServer:
         self._thread.start()
         log.info("MJPEG preview at %s", self.url)
 
-    def publish(self, image: np.ndarray) -> None:
-        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+    def write(self, result: FrameResult | None, canvas: np.ndarray | None = None) -> bool:
+        ok, buf = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if ok:
             with self._cond:
                 self._jpeg = buf.tobytes()
                 self._cond.notify_all()
+        return True
 
     def close(self) -> None:
         with self._cond:

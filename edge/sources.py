@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from edge.errors import SourceError
-from edge.types import Frame
+from edge.types import Closeable, Frame
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 
-class Source:
+class Source(Closeable):
     """Yields frames until exhausted or closed; a context manager."""
 
     name = "source"
@@ -35,15 +35,6 @@ class Source:
 
     def frames(self) -> Iterator[Frame]:
         raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 class VideoFileSource(Source):

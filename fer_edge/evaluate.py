@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.contract import atomic_write_text, read_contract
+from edge.contract import read_contract
 from edge.errors import ModelError
-from fer_edge.metrics import classification_report, format_report
+from edge.fileio import atomic_write_text
+from edge.metrics import classification_report, format_report
 
 
 def predict(model_path: Path, x: np.ndarray, threads: int | None = None) -> np.ndarray:

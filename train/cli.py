@@ -48,7 +48,7 @@ def add_finetune_parser(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from fer_edge.metrics import format_report
+    from edge.metrics import format_report
     from train.stage1 import run_stage1
 
     cfg = build_dataclass(Stage1Config, args)
@@ -60,7 +60,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_finetune(args) -> int:
-    from fer_edge.metrics import format_report
+    from edge.metrics import format_report
     from train.stage2 import run_stage2
 
     cfg = build_dataclass(Stage2Config, args)
