@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.config import DEFAULTS
 from edge.errors import SourceError
 from edge.types import Closeable, Frame
 
@@ -236,7 +237,11 @@ class OpenCVLiveSource(Source):
 
 
 def open_source(
-    spec: str, loop: bool = False, width: int = 0, height: int = 0, lores_width: int = 320
+    spec: str,
+    loop: bool = False,
+    width: int = 0,
+    height: int = 0,
+    lores_width: int = DEFAULTS.detect_width,
 ) -> Source:
     """Open a source from its command-line spec (see module docstring)."""
     spec = str(spec).strip()

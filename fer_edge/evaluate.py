@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.config import model_path as resolve_model
 from edge.contract import read_contract
 from edge.errors import ModelError
 from edge.fileio import atomic_write_text
@@ -36,7 +37,7 @@ def predict(model_path: Path, x: np.ndarray, threads: int | None = None) -> np.n
 def evaluate(model_path: str, data: str | None, split: str, threads: int | None = None) -> dict:
     from train.data import load_fer2013
 
-    path = Path(model_path)
+    path = resolve_model(model_path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
     contract = read_contract(path)
@@ -53,7 +54,12 @@ def add_eval_parser(sub) -> None:
         help="evaluate a model on FER2013 test images",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("model", help=".tflite, .keras or .h5 with its .json contract beside it")
+    p.add_argument(
+        "model",
+        nargs="?",
+        default="",
+        help=".tflite, .keras or .h5 with its .json contract beside it ('' = the runtime's model)",
+    )
     p.add_argument("--data", default="", help="FER2013 zip/folder/csv ('' = $DATA or ../shared)")
     p.add_argument(
         "--split",

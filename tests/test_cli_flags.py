@@ -105,3 +105,27 @@ def test_both_spellings_run(video, int8_model, tmp_path):
         counts[spelling[0]] = frames
     assert counts["--max-frames"] == set(range(10))
     assert counts["--max_frames"] == set(range(10))
+
+
+def test_runtime_defaults_come_from_one_config():
+    from benchmarks.throughput import standard_configs
+    from edge.config import DEFAULTS
+    from edge.pipeline import PipelineConfig
+
+    run = edge_parser().parse_args(["run"])
+    for name in ("threads", "detector", "detect_width", "detect_every", "classify_every"):
+        assert getattr(run, name) == getattr(DEFAULTS, name), name
+    assert (run.model, run.yunet_model, run.source) == (DEFAULTS.model, "", DEFAULTS.source)
+    pipe = PipelineConfig()
+    assert (pipe.detect_every, pipe.classify_every, pipe.smoothing) == (
+        DEFAULTS.detect_every,
+        DEFAULTS.classify_every,
+        DEFAULTS.smoothing,
+    )
+    bench = standard_configs("m.tflite", "f.tflite")[0]["default"]
+    assert (bench.detect_width, bench.detect_every, bench.classify_every, bench.threads) == (
+        DEFAULTS.detect_width,
+        DEFAULTS.detect_every,
+        DEFAULTS.classify_every,
+        DEFAULTS.threads,
+    )
