@@ -17,7 +17,7 @@ from edge.cliframe import command_parser, field_comments, positive_int, run_comm
 from edge.config import DEFAULTS, RuntimeConfig, model_path
 from edge.errors import ConfigError, FerEdgeError
 
-log = logging.getLogger("edge")
+log = logging.getLogger(__name__)
 
 
 def add_runtime_flags(p: argparse.ArgumentParser, source_default: str = DEFAULTS.source) -> None:
