@@ -105,12 +105,7 @@ def add_bench_parsers(sub) -> None:
         default="1,2",
         help="interpreter thread counts to time, comma separated",
     )
-    p.add_argument(
-        "--runs",
-        type=positive_int,
-        default=300,
-        help="timed batch-1 invokes per model and thread count",
-    )
+    p.add_argument("--runs", type=positive_int, default=300, help="timed invokes per variant")
     add_out_flag(p)
     p.set_defaults(func=cmd_bench_accuracy)
 
