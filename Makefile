@@ -14,8 +14,8 @@ DATA     ?= $(firstword $(wildcard ../shared/datasets/fer2013/archive.zip) fer20
 MODELS   ?= models
 # stage-1 Keras model
 KERAS    ?= $(MODELS)/fer_mnv2.keras
-# model the runtime uses
-MODEL    ?= $(MODELS)/fer_int8.tflite
+# model the runtime uses (empty = the runtime's default: $FER_EDGE_MODEL or the packaged int8)
+MODEL    ?=
 # camera index, picamera, file, folder or URL
 SOURCE   ?= 0
 # folder of <class>/*.jpg for `make finetune`
@@ -82,10 +82,10 @@ bench-accuracy: $(STAMP) ## every model variant on PublicTest and PrivateTest ->
 	$(FER) bench-accuracy --data "$(DATA)" --models $(MODELS) $(ARGS)
 
 run: $(STAMP) ## live detection on SOURCE (default camera 0) with MODEL
-	$(FER) run --model $(MODEL) --source "$(SOURCE)" $(ARGS)
+	$(FER) run $(if $(MODEL),--model $(MODEL)) --source "$(SOURCE)" $(ARGS)
 
 checks: $(STAMP) ## print interpreter, model, detector and camera found
-	$(FER) checks --model $(MODEL) --source "$(SOURCE)" $(ARGS)
+	$(FER) checks $(if $(MODEL),--model $(MODEL)) --source "$(SOURCE)" $(ARGS)
 
 capture: $(STAMP) ## photograph LABEL=happy into PERSONAL=dir for stage 2
 	$(FER) capture --label "$(LABEL)" --out "$(PERSONAL)" --source "$(SOURCE)" $(ARGS)

@@ -7,14 +7,15 @@ and on a Pi there is no TensorFlow, matplotlib, psutil or tqdm.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
-from edge.cli import command_parser, positive_int, run_command
+from edge.cliframe import command_parser, positive_int, run_command
+from edge.config import MODELS_DIR, default_model_path
 from edge.errors import ConfigError, ModelError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_VIDEO = PROJECT_ROOT.parent / "shared" / "media" / "obama_face2face-demo_1280x720_30fps.mp4"
-MODELS = PROJECT_ROOT / "models"
+VIDEO_ENV = "FER_EDGE_BENCH_VIDEO"  # the video `fer-edge bench` reads when --source is not given
 
 
 def non_negative_int(text: str) -> int:
@@ -34,6 +35,14 @@ def int_list(text: str) -> tuple[int, ...]:
     return values
 
 
+def add_out_flag(p) -> None:
+    p.add_argument(
+        "--out",
+        default=str(PROJECT_ROOT / "benchmarks" / "results"),
+        help="results root; files go to OUT/<machine>-<YYYYMMDD>/",
+    )
+
+
 def add_bench_parsers(sub) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     p = sub.add_parser(
@@ -43,22 +52,20 @@ def add_bench_parsers(sub) -> None:
     )
     p.add_argument(
         "--source",
-        default=str(DEFAULT_VIDEO),
+        default=os.environ.get(VIDEO_ENV, ""),
         help="video file (or camera index / picamera) every configuration reads",
     )
     p.add_argument(
         "--model",
-        default=str(MODELS / "fer_int8.tflite"),
+        default=str(default_model_path()),
         help="the model of the default configuration",
     )
     p.add_argument(
         "--float_model",
-        default=str(MODELS / "fer_float32.tflite"),
+        default=str(MODELS_DIR / "fer_float32.tflite"),
         help="model of the float32 configuration (skipped when missing)",
     )
-    p.add_argument(
-        "--yunet_model", default=None, help="YuNet .onnx (None = models/, then ../shared/models/)"
-    )
+    p.add_argument("--yunet_model", default=None, help="YuNet .onnx (None = the runtime's)")
     p.add_argument(
         "--frames",
         type=non_negative_int,
@@ -82,11 +89,7 @@ def add_bench_parsers(sub) -> None:
         default=100,
         help="frames timed for the slow original approach (0 = skip it)",
     )
-    p.add_argument(
-        "--out",
-        default=str(PROJECT_ROOT / "benchmarks" / "results"),
-        help="results root; files go to OUT/<machine>-<YYYYMMDD>/",
-    )
+    add_out_flag(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
@@ -94,30 +97,21 @@ def add_bench_parsers(sub) -> None:
         formatter_class=fmt,
         help="every model variant: accuracy, size and latency -> a table",
     )
-    p.add_argument("--data", default="", help="FER2013 zip/folder/csv ('' = $DATA or ../shared)")
-    p.add_argument("--models", default=str(MODELS), help="folder holding the model variants")
+    p.add_argument("--data", default="", help="FER2013 zip/folder/csv ('' = $DATA)")
+    p.add_argument("--models", default=str(MODELS_DIR), help="folder holding the model variants")
     p.add_argument(
         "--threads",
         type=int_list,
         default="1,2",
         help="interpreter thread counts to time, comma separated",
     )
-    p.add_argument(
-        "--runs",
-        type=positive_int,
-        default=300,
-        help="timed batch-1 invokes per model and thread count",
-    )
-    p.add_argument(
-        "--out",
-        default=str(PROJECT_ROOT / "benchmarks" / "results"),
-        help="results root; files go to OUT/<machine>-<YYYYMMDD>/",
-    )
+    p.add_argument("--runs", type=positive_int, default=300, help="timed invokes per variant")
+    add_out_flag(p)
     p.set_defaults(func=cmd_bench_accuracy)
 
 
 def select_configs(args) -> list:
-    from benchmarks.pipeline import standard_configs
+    from benchmarks.throughput import standard_configs
 
     known, default = standard_configs(args.model, args.float_model, args.yunet_model)
     names = [n.strip() for n in args.configs.split(",") if n.strip()] or default
@@ -131,17 +125,19 @@ def select_configs(args) -> list:
 
 
 def cmd_bench(args) -> int:
-    from benchmarks.pipeline import run_benchmark
     from benchmarks.report import pipeline_markdown, write_pipeline_results
+    from benchmarks.throughput import run_benchmark
 
     if args.configs.strip() == "list":
-        from benchmarks.pipeline import standard_configs
+        from benchmarks.throughput import standard_configs
 
         known, default = standard_configs(args.model, args.float_model, args.yunet_model)
         for name, cfg in known.items():
             print(f"{name:16} {cfg.describe()}{'' if name in default else '  (not by default)'}")
         return 0
     configs = select_configs(args)
+    if not args.source:
+        raise ConfigError(f"--source: give a video file or camera (or set {VIDEO_ENV})")
     if any(c.name == "default" for c in configs) and not Path(args.model).is_file():
         raise ModelError(
             f"--model {args.model}: not found; train and convert one with "

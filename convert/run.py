@@ -15,16 +15,15 @@ from convert.tflite import (
     contract_for,
     convert_variant,
     converter_versions,
-    sha256_file,
     tflite_io_details,
-    write_bytes_atomic,
 )
 from edge.classifier import Classifier
-from edge.contract import atomic_write_text, read_contract, write_contract
+from edge.contract import read_contract, write_contract
 from edge.errors import ConfigError, FerEdgeError
+from edge.fileio import atomic_write_bytes, atomic_write_text, sha256_file
 from train.data import load_fer2013
+from train.datasets import stratified_subset
 from train.model import load_keras
-from train.pipeline import stratified_subset
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ def run_convert(cfg: ConvertConfig) -> dict:
     if bad:
         raise ConfigError(f"--variants {bad[0]!r}: choose from float32, float16, dynamic, int8")
     if cfg.io_type not in ("int8", "uint8"):
-        raise ConfigError(f"--io_type {cfg.io_type!r}: choose int8 or uint8")
+        raise ConfigError(f"--io-type {cfg.io_type!r}: choose int8 or uint8")
     model_path = Path(cfg.model)
     model = load_keras(model_path)
     base = read_contract(model_path)
@@ -117,7 +116,7 @@ def run_convert(cfg: ConvertConfig) -> dict:
             # Contract first: a runtime that loads between the two renames sees a model that
             # disagrees with its contract and refuses it, rather than silently using it.
             write_contract(final, contract)
-            write_bytes_atomic(final, blob)
+            atomic_write_bytes(final, blob)
             log.info(
                 "%s: %s, %d bytes, agreement %.2f%%", variant, final, len(blob), 100 * agreement
             )

@@ -5,7 +5,8 @@
 PI ?=
 # Folder on the Pi, relative to its home; deploy owns it (rsync --delete mirrors into it).
 PI_DIR ?= fer-edge
-MODEL ?= models/fer_int8.tflite
+# The model to deploy (empty = the runtime's default model).
+MODEL ?=
 # What the service reads: picamera, a camera index, a video file or a stream URL.
 SOURCE ?= picamera
 # Extra ssh options, e.g. SSH_OPTS="-p 2222 -i ~/.ssh/pi_key".
@@ -24,7 +25,7 @@ DEPLOY_TARGET = --pi=$(call deploy_q,$(PI)) --pi_dir=$(call deploy_q,$(PI_DIR)) 
 .PHONY: deploy deploy-status logs undeploy deploy-check-wheels
 
 deploy: ## copy the runtime + MODEL to PI:PI_DIR over SSH, install it, (re)start its service
-	$(PYTHON) -m deploy deploy $(DEPLOY_TARGET) --model=$(call deploy_q,$(MODEL)) \
+	$(PYTHON) -m deploy deploy $(DEPLOY_TARGET) $(if $(MODEL),--model=$(call deploy_q,$(MODEL))) \
 		--source=$(call deploy_q,$(SOURCE)) $(if $(YUNET),--yunet_model=$(call deploy_q,$(YUNET)))
 
 deploy-status: ## the Pi service's state (systemctl) and its last events

@@ -23,6 +23,7 @@ from deploy.stage import (
     resolve_yunet,
 )
 from deploy.wheels import check_wheels
+from edge.config import default_model_path
 
 PROG = "deploy"
 # Exit codes of the connect step's preflight script (below); 255 is ssh's own failure.
@@ -187,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--ssh_opts", default="", help="extra ssh options, e.g. '-p 2222 -i key'")
     what = argparse.ArgumentParser(add_help=False)
     what.add_argument(
-        "--model", default="models/fer_int8.tflite", help="model; its .json contract beside it"
+        "--model", default=str(default_model_path()), help="model; its .json contract beside it"
     )
     what.add_argument(
         "--yunet_model", default=None, help="YuNet .onnx (default: models/, then ../shared/models/)"

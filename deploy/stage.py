@@ -4,8 +4,8 @@ Layout of a stage (and so of PI_DIR on the Pi):
 
     Makefile                      deploy/Makefile.pi: run, bench, checks, status, logs
     requirements-edge.txt         generated from pyproject.toml's `edge` extra
-    edge/                         the runtime package
-    benchmarks/                   the benchmark harness (its Keras baseline is skipped there)
+    fer_edge/edge/                the runtime package, laid out as the wheel installs it
+    fer_edge/benchmarks/          the benchmark harness (its Keras baseline is skipped there)
     models/NAME.tflite(.json)     the model and its preprocessing contract
     models/YUNET.onnx             the face detector
     .deploy/                      remote.sh, rotate-events.sh, systemd units, config.mk
@@ -171,12 +171,15 @@ def build(cfg: StageConfig, out: Path) -> None:
         raise StageError(f"YuNet model {cfg.yunet} is missing")
     check_source(cfg.source)
     out.mkdir(parents=True, exist_ok=True)
-    for package in ("edge", "benchmarks"):  # benchmarks: `make bench` on the Pi (no TF needed)
+    # As installed (pyproject's package-dir): fer_edge/ holding edge/ and benchmarks/ (for
+    # `make bench` on the Pi; no TF needed). fer_edge/__init__.py imports nothing.
+    for package in ("edge", "benchmarks"):
         shutil.copytree(
             PROJECT_ROOT / package,
-            out / package,
+            out / "fer_edge" / package,
             ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "results"),
         )
+    shutil.copy2(PROJECT_ROOT / "fer_edge" / "__init__.py", out / "fer_edge" / "__init__.py")
     models = out / "models"
     models.mkdir()
     for src in (cfg.model, Path(f"{cfg.model}.json"), cfg.yunet):

@@ -7,100 +7,50 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import signal
-import sys
 import time
 from pathlib import Path
 
+from edge.cliframe import command_parser, field_comments, positive_int, run_command
+from edge.config import DEFAULTS, RuntimeConfig, model_path
 from edge.errors import ConfigError, FerEdgeError
 from edge.sink_options import add_sink_flags
 
-log = logging.getLogger("edge")
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = PROJECT_ROOT / "models" / "fer_int8.tflite"
+log = logging.getLogger(__name__)
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad option in one line (no usage dump) and exits with 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def add_runtime_flags(p: argparse.ArgumentParser, source_default: str = "0") -> None:
-    """Flags shared by run, capture and the benchmark: model, detector, source."""
+def add_runtime_flags(p: argparse.ArgumentParser, source_default: str = DEFAULTS.source) -> None:
+    """Flags shared by run, checks and capture: model, detector, source. Defaults and help
+    come from RuntimeConfig."""
+    helps = field_comments(RuntimeConfig)
+    p.add_argument("--model", default=DEFAULTS.model, help=helps["model"])
+    p.add_argument("--tta", action="store_true", default=DEFAULTS.tta, help=helps["tta"])
+    p.add_argument("--source", default=source_default, help=helps["source"])
+    p.add_argument("--threads", type=positive_int, default=DEFAULTS.threads, help=helps["threads"])
     p.add_argument(
-        "--model", default=str(DEFAULT_MODEL), help="TFLite model (its .json contract beside it)"
+        "--detector", default=DEFAULTS.detector, choices=["yunet", "haar"], help=helps["detector"]
     )
+    p.add_argument("--yunet-model", default=DEFAULTS.yunet_model, help=helps["yunet_model"])
     p.add_argument(
-        "--source",
-        default=source_default,
-        help="camera index, 'picamera', video/image file, image folder, or rtsp/http URL",
+        "--detect-width", type=int, default=DEFAULTS.detect_width, help=helps["detect_width"]
     )
-    p.add_argument("--threads", type=positive_int, default=2, help="interpreter threads")
-    p.add_argument("--detector", default="yunet", choices=["yunet", "haar"], help="face detector")
-    p.add_argument(
-        "--yunet_model", default=None, help="YuNet .onnx (default: models/, then ../shared/models/)"
-    )
-    p.add_argument(
-        "--detect_width",
-        type=int,
-        default=320,
-        help="detect on a copy this wide; boxes are mapped back (0 = full frame)",
-    )
-    p.add_argument(
-        "--detect_every",
-        type=positive_int,
-        default=2,
-        help="run the detector every N frames and hold boxes in between",
-    )
-    p.add_argument(
-        "--classify_every",
-        type=positive_int,
-        default=2,
-        help="classify every N frames; frames with held boxes in between reuse the last result",
-    )
-    p.add_argument(
-        "--width", type=int, default=0, help="requested camera width (0 = device default)"
-    )
-    p.add_argument("--height", type=int, default=0, help="requested camera height")
+    for name in ("detect_every", "classify_every"):
+        p.add_argument(
+            f"--{name}", type=positive_int, default=getattr(DEFAULTS, name), help=helps[name]
+        )
+    p.add_argument("--width", type=int, default=DEFAULTS.width, help=helps["width"])
+    p.add_argument("--height", type=int, default=DEFAULTS.height, help=helps["height"])
 
 
-def command_parser(prog: str, description: str) -> tuple[OneLineParser, object]:
-    """The top-level parser every entry point shares, and its subcommand registry."""
-    parser = OneLineParser(prog=prog, description=description)
-    parser.add_argument(
-        "--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
-    sub = parser.add_subparsers(
-        dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser
-    )
-    return parser, sub
-
-
-def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
-    """Parse, run the chosen subcommand, and turn a FerEdgeError into one line + exit 2."""
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        return int(args.func(args) or 0)
-    except FerEdgeError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted", file=sys.stderr)
-        return 130
+def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
+    """The RuntimeConfig the parsed flags describe."""
+    names = {f.name for f in dataclasses.fields(RuntimeConfig)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    if getattr(args, "no_smoothing", False):
+        values["smoothing"] = False
+    return RuntimeConfig(**values)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,35 +60,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_subcommands(sub) -> None:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = sub.add_parser("run", help="live emotion detection", formatter_class=fmt)
+    p = sub.add_parser("run", help="live emotion detection")
     add_runtime_flags(p)
     p.add_argument("--headless", action="store_true", help="no window (events and/or preview only)")
     p.add_argument(
         "--events", default=None, help="append JSON Lines per face per frame to FILE ('-' = stdout)"
     )
-    p.add_argument("--max_frames", type=positive_int, default=None, help="stop after N frames")
+    p.add_argument("--max-frames", type=positive_int, default=None, help="stop after N frames")
     p.add_argument("--loop", action="store_true", help="restart a video file when it ends")
     p.add_argument(
         "--realtime",
         action="store_true",
         help="play a video file or image folder at its own frame rate, as a camera delivers it",
     )
-    p.add_argument("--no_smoothing", action="store_true", help="raw per-frame probabilities")
     p.add_argument(
-        "--preview_port", type=int, default=0, help="serve an MJPEG preview on this port"
+        "--no-smoothing", action="store_true", help="raw per-frame probabilities (no EMA per track)"
     )
-    p.add_argument("--preview_host", default="127.0.0.1", help="address the preview binds to")
+    p.add_argument(
+        "--preview-port", type=int, default=0, help="serve an MJPEG preview on this port"
+    )
+    p.add_argument("--preview-host", default="127.0.0.1", help="address the preview binds to")
     add_sink_flags(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("checks", help="print what the runtime found", formatter_class=fmt)
+    p = sub.add_parser("checks", help="print what the runtime found")
     add_runtime_flags(p, source_default="")
     p.set_defaults(func=cmd_checks)
 
-    p = sub.add_parser(
-        "capture", help="photograph a person for stage-2 fine-tuning", formatter_class=fmt
-    )
+    p = sub.add_parser("capture", help="photograph a person for stage-2 fine-tuning")
     add_runtime_flags(p)
     p.add_argument("--label", required=True, help="class of the expression being captured")
     p.add_argument("--count", type=positive_int, default=20, help="photos to save")
@@ -147,19 +96,6 @@ def add_subcommands(sub) -> None:
     p.add_argument("--countdown", type=int, default=3, help="seconds before the first photo")
     p.add_argument("--headless", action="store_true", help="no preview window")
     p.set_defaults(func=cmd_capture)
-
-
-def open_pipeline(args, smoothing: bool = True):
-    from edge.classifier import Classifier
-    from edge.detectors import make_detector
-    from edge.pipeline import Pipeline, PipelineConfig
-
-    classifier = Classifier(args.model, threads=args.threads)
-    detector = make_detector(args.detector, width=args.detect_width, yunet_model=args.yunet_model)
-    config = PipelineConfig(
-        detect_every=args.detect_every, classify_every=args.classify_every, smoothing=smoothing
-    )
-    return Pipeline(detector, classifier, config)
 
 
 @contextlib.contextmanager
@@ -176,8 +112,23 @@ def stop_on_sigterm():
         signal.signal(signal.SIGTERM, previous)
 
 
+def open_sinks(args, labels: tuple[str, ...], show: bool, stack: contextlib.ExitStack) -> list:
+    """The sinks the flags ask for, each entered on `stack` so it closes on the way out."""
+    from edge.sinks import EventWriter, MjpegServer, Window
+
+    sinks = []
+    if args.events:
+        sinks.append(EventWriter(args.events, labels))
+    if show:
+        sinks.append(Window())
+    if args.preview_port:
+        sinks.append(MjpegServer(args.preview_port, args.preview_host))
+    return [stack.enter_context(sink) for sink in sinks]
+
+
 def cmd_run(args) -> int:
-    from edge.sinks import EventWriter, MjpegServer, Window, display_available, draw_overlay
+    from edge.recognizer import EmotionRecognizer
+    from edge.sinks import display_available, draw_overlay
     from edge.sources import open_source
 
     # MQTT and dashboard code is imported only when asked for; bad options fail before the model
@@ -187,10 +138,10 @@ def cmd_run(args) -> int:
 
         mqtt_settings = MqttSettings.from_args(args)
     if args.dashboard:
-        from edge.dashboard import Dashboard, DashboardSettings, source_name
+        from edge.dashboard import DashboardSettings
 
         dash_settings = DashboardSettings.from_args(args)
-    pipeline = open_pipeline(args, smoothing=not args.no_smoothing)
+    pipeline = EmotionRecognizer(config=runtime_config(args)).pipeline()
     labels = pipeline.classifier.labels
     show = not args.headless and display_available()
     if not args.headless and not show:
@@ -208,22 +159,22 @@ def cmd_run(args) -> int:
                 lores_width=args.detect_width,
             )
         )
-        events = stack.enter_context(EventWriter(args.events, labels)) if args.events else None
-        window = Window() if show else None
-        if window:
-            stack.callback(window.close)
-        preview = MjpegServer(args.preview_port, args.preview_host) if args.preview_port else None
-        if preview:
-            stack.callback(preview.close)
-        mqtt = dashboard = None
+        sinks = open_sinks(args, labels, show, stack)
         if mqtt_settings:
             from edge.mqtt import MqttSink
 
-            mqtt = stack.enter_context(MqttSink(mqtt_settings, labels))
+            sinks.append(stack.enter_context(MqttSink(mqtt_settings, labels)))
+        dashboard = None
         if dash_settings:
-            info = {"model": Path(args.model).name, "source": source_name(args.source)}
+            from edge.dashboard import Dashboard, source_name
+
+            info = {
+                "model": Path(pipeline.classifier.path).name,
+                "source": source_name(args.source),
+            }
             dashboard = stack.enter_context(Dashboard(dash_settings, labels, info))
-        fps = None
+            sinks.append(dashboard)
+        drawn = any(sink.needs_canvas for sink in sinks)
         realtime, t_play = args.realtime and not source.live, time.perf_counter()
         try:
             for frame in source.frames():
@@ -232,21 +183,12 @@ def cmd_run(args) -> int:
                 result = pipeline.process(frame)
                 frames += 1
                 with_face += bool(result.faces)
-                if events:
-                    events.write(result)
-                if mqtt:
-                    mqtt.write(result)
-                to_page = dashboard is not None and dashboard.wants_frame()
                 canvas = None
-                if window or preview or to_page:
+                if drawn or (dashboard is not None and dashboard.wants_frame()):
                     fps = frames / max(1e-9, time.perf_counter() - t0)
                     canvas = draw_overlay(frame.image, result, labels, fps)
-                    if preview:
-                        preview.publish(canvas)
-                    if window and not window.show(canvas):
-                        break
-                if dashboard:
-                    dashboard.write(result, canvas if to_page else None)
+                if not all([sink.write(result, canvas) for sink in sinks]):
+                    break
                 if args.max_frames and frames >= args.max_frames:
                     break
         except KeyboardInterrupt:
@@ -269,7 +211,7 @@ def cmd_checks(args) -> int:
     from edge.detectors import default_yunet_path, make_detector
 
     rows: list[tuple[str, str]] = []
-    c = Classifier(args.model, threads=args.threads)
+    c = Classifier(model_path(args.model, args.tta), threads=args.threads)
     for key, value in c.describe().items():
         rows.append((key, str(value)))
     rows.append(
@@ -286,7 +228,9 @@ def cmd_checks(args) -> int:
         )
     )
     try:
-        det = make_detector(args.detector, width=args.detect_width, yunet_model=args.yunet_model)
+        det = make_detector(
+            args.detector, width=args.detect_width, yunet_model=args.yunet_model or None
+        )
         where = getattr(det, "path", "bundled cascade")
         rows.append(("detector", f"{det.name} ({where}), detect width {args.detect_width}"))
     except FerEdgeError as exc:
@@ -316,8 +260,8 @@ def cmd_checks(args) -> int:
 def cmd_capture(args) -> int:
     import cv2
 
-    from edge.contract import atomic_write_bytes
     from edge.detectors import make_detector
+    from edge.fileio import atomic_write_bytes
     from edge.sinks import Window, display_available
     from edge.sources import open_source
 
@@ -325,11 +269,16 @@ def cmd_capture(args) -> int:
         raise ConfigError(f"--label {args.label!r}: give a class name such as happy")
     out = Path(args.out) / args.label
     out.mkdir(parents=True, exist_ok=True)
-    detector = make_detector(args.detector, width=args.detect_width, yunet_model=args.yunet_model)
-    window = Window("fer-edge capture") if not args.headless and display_available() else None
+    detector = make_detector(
+        args.detector, width=args.detect_width, yunet_model=args.yunet_model or None
+    )
     saved, next_at = 0, time.monotonic() + max(0, args.countdown)
     print(f"capturing {args.count} '{args.label}' photos into {out}; make the expression now")
-    with stop_on_sigterm(), open_source(args.source, width=args.width, height=args.height) as src:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(stop_on_sigterm())
+        src = stack.enter_context(open_source(args.source, width=args.width, height=args.height))
+        show = not args.headless and display_available()
+        window = stack.enter_context(Window("fer-edge capture")) if show else None
         try:
             for frame in src.frames():
                 boxes = detector.detect(frame)
@@ -338,7 +287,7 @@ def cmd_capture(args) -> int:
                     canvas = frame.image.copy()
                     for b in boxes:
                         cv2.rectangle(canvas, (b.x, b.y), (b.x + b.w, b.y + b.h), (0, 200, 0), 2)
-                    if not window.show(canvas):
+                    if not window.write(None, canvas):
                         break
                 if now < next_at or not boxes:
                     continue
@@ -352,8 +301,6 @@ def cmd_capture(args) -> int:
                     break
         except KeyboardInterrupt:
             pass
-    if window:
-        window.close()
     print(f"saved {saved} photos in {out}")
     return 0 if saved else 1
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from edge.errors import ModelError
+
+# atomic_write_bytes is re-exported: callers have imported both helpers from here.
+from edge.fileio import atomic_write_bytes, atomic_write_text  # noqa: F401
 
 # Order of the `emotion` column in the original fer2013.csv (0..6).
 FER2013_CLASSES: tuple[str, ...] = (
@@ -75,27 +77,6 @@ class Contract:
 
 def sidecar_path(model_path: str | os.PathLike) -> Path:
     return Path(f"{model_path}.json")
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write via a temporary file in the same folder and rename, so a reader never sees half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; artefacts are meant to be read by others
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_contract(model_path: str | os.PathLike, contract: Contract) -> Path:

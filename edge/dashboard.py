@@ -171,11 +171,14 @@ class Dashboard:
         """True when someone watches the video and the next frame is due (saves the encoding)."""
         return self.stream.viewers > 0 and time.monotonic() >= self._next_video
 
-    def write(self, result: FrameResult, image: np.ndarray | None = None) -> None:
+    needs_canvas = False  # drawn only when `wants_frame` says someone watches
+
+    def write(self, result: FrameResult, image: np.ndarray | None = None) -> bool:
         self.state.update(result)
-        if image is not None:
+        if image is not None and self.stream.viewers > 0:
             self._next_video = time.monotonic() + 1.0 / self.settings.video_fps
             self.stream.publish(image)
+        return True
 
     def _push_loop(self) -> None:
         seq = 0

@@ -7,7 +7,6 @@ the `edge` extra pins opencv-python-headless below 5.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Protocol
@@ -15,28 +14,17 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from edge.config import DEFAULTS, default_yunet_path
 from edge.errors import ConfigError, ModelError
 from edge.types import Box, Frame
 
 log = logging.getLogger(__name__)
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-YUNET_FILE = "face_detection_yunet.onnx"
-# `make models` puts YuNet here; the shared copy is what the tests use.
-YUNET_CANDIDATES = (
-    PROJECT_ROOT / "models" / YUNET_FILE,
-    PROJECT_ROOT.parent / "shared" / "models" / "face_detection_yunet_2026may.onnx",
-)
 
 
 class Detector(Protocol):
     name: str
 
     def detect(self, frame: Frame) -> list[Box]: ...
-
-
-def default_yunet_path() -> Path | None:
-    return next((p for p in YUNET_CANDIDATES if p.is_file()), None)
 
 
 def _small_image(frame: Frame, width: int) -> tuple[np.ndarray, float]:
@@ -57,21 +45,20 @@ class YuNetDetector:
     def __init__(
         self,
         model_path: str | Path | None = None,
-        width: int = 320,
+        width: int = DEFAULTS.detect_width,
         score: float = 0.6,
         nms: float = 0.3,
         top_k: int = 50,
     ):
         path = Path(model_path) if model_path else default_yunet_path()
         if path is None:
-            raise ModelError("YuNet model not found; run `make models` or pass --yunet_model PATH")
+            raise ModelError("YuNet model not found; set FER_EDGE_YUNET or pass --yunet-model PATH")
         if not path.is_file():
-            raise ModelError(
-                f"{path}: YuNet model file not found; run `make models` or pass --yunet_model PATH"
-            )
+            raise ModelError(f"{path}: YuNet model file not found; pass --yunet-model PATH")
         self.path, self.width = path, width
         try:
-            self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score, nms, top_k)
+            # (1, 1): a placeholder; detect() sets the real input size before the first call
+            self._net = cv2.FaceDetectorYN.create(str(path), "", (1, 1), score, nms, top_k)
         except cv2.error:
             raise ModelError(f"{path}: not a YuNet ONNX model OpenCV can load") from None
         self._size: tuple[int, int] | None = None
@@ -98,7 +85,7 @@ class HaarDetector:
 
     def __init__(
         self,
-        width: int = 320,
+        width: int = DEFAULTS.detect_width,
         cascade: str | Path | None = None,
         scale_factor: float = 1.1,
         min_neighbors: int = 5,
@@ -130,13 +117,11 @@ class HaarDetector:
         return [Box(int(x), int(y), int(w), int(h)).scaled(back) for x, y, w, h in found]
 
 
-def make_detector(name: str, width: int = 320, yunet_model: str | None = None) -> Detector:
+def make_detector(
+    name: str, width: int = DEFAULTS.detect_width, yunet_model: str | None = None
+) -> Detector:
     if name == "yunet":
         return YuNetDetector(yunet_model, width=width)
     if name == "haar":
         return HaarDetector(width=width)
     raise ConfigError(f"--detector {name!r}: choose yunet or haar")
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

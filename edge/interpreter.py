@@ -7,7 +7,7 @@ import logging
 
 log = logging.getLogger(__name__)
 
-# (module, attribute path, pip package) in order of preference.
+# (module, pip package) in order of preference.
 BACKENDS = (
     ("ai_edge_litert.interpreter", "ai-edge-litert"),
     ("tflite_runtime.interpreter", "tflite-runtime"),
@@ -31,7 +31,7 @@ def load_interpreter_class(prefer: str | None = None):
 
     raise ModelError(
         "no TFLite interpreter found; install one with `pip install ai-edge-litert` "
-        f"(tried {', '.join(p for _, p in BACKENDS)})"
+        f"(tried {'; '.join(errors)})"
     )
 
 

@@ -112,7 +112,9 @@ class MqttSink:
 
     # -- the frame loop's side ------------------------------------------------------------
 
-    def write(self, result: FrameResult) -> None:
+    needs_canvas = False  # the frame loop's sink interface (edge.sinks.Sink): metadata only
+
+    def write(self, result: FrameResult, canvas=None) -> bool:
         now = time.monotonic()
         indices = [face.label_index() for face in result.faces]
         for face, k in zip(result.faces, indices):
@@ -135,6 +137,7 @@ class MqttSink:
             self._queue(self.summary_topic, payload, retain=True)
             self._summary_at = now + self.settings.summary_every
             self._frames_since, self._last_summary_mono = 0, now
+        return True
 
     def _summary(self, result: FrameResult, fps: float) -> dict:
         shares = self._window.shares()

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Iterator
 
+from edge.config import DEFAULTS
 from edge.errors import SourceError
 from edge.sources import LatestFrameReader, Source
 from edge.types import Frame
@@ -22,7 +23,9 @@ class PiCameraSource(Source):
     name = "picamera2"
     live = True
 
-    def __init__(self, width: int = 1280, height: int = 720, lores_width: int = 320):
+    def __init__(
+        self, width: int = 1280, height: int = 720, lores_width: int = DEFAULTS.detect_width
+    ):
         try:
             from picamera2 import Picamera2
         except ImportError:

@@ -5,27 +5,24 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import numpy as np
-
 from edge.classifier import Classifier
+from edge.config import DEFAULTS
 from edge.crop import crop_face
 from edge.detectors import Detector
 from edge.tracking import Tracker
 from edge.types import Box, Face, Frame, FrameResult
 
-STAGES = ("detect", "preprocess", "inference", "smoothing")
-
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    detect_every: int = 1  # run the detector every N frames and hold its boxes in between
+    detect_every: int = DEFAULTS.detect_every  # detector every N frames; boxes held in between
     max_faces: int = 4  # largest faces classified per frame; the rest are ignored
     min_face: int = 24  # faces narrower than this (frame pixels) are skipped: too few pixels
-    smoothing: bool = True  # EMA of probabilities per track; off = raw per-frame output
+    smoothing: bool = DEFAULTS.smoothing  # EMA of probabilities per track; off = raw output
     smoothing_alpha: float = 0.4  # weight of the newest frame in the moving average
     # Classify every N frames; in between, frames whose boxes are held (not re-detected) reuse
     # the faces' last smoothed result. Frames with fresh detections are always classified.
-    classify_every: int = 1
+    classify_every: int = DEFAULTS.classify_every
 
 
 class Pipeline:
@@ -67,8 +64,3 @@ class Pipeline:
             "smoothing": t4 - t3,
         }
         return FrameResult(frame, faces, timings)
-
-
-def mean_probs(results: list[FrameResult]) -> np.ndarray | None:
-    probs = [f.probs for r in results for f in r.faces]
-    return np.mean(probs, axis=0) if probs else None

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from edge.errors import ConfigError
-from edge.types import Face, FrameResult
+from edge.types import Closeable, Face, FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,18 @@ def face_events(result: FrameResult, labels: tuple[str, ...]) -> list[dict]:
     return [face_event(result, face, labels) for face in result.faces]
 
 
-class EventWriter:
+class Sink(Closeable):
+    """Where results go. One verb, `write(result, canvas)`, where canvas is the overlay image
+    (drawn only when some sink has `needs_canvas`); it returns False when the user asked to
+    stop (a closed window). Every sink is a context manager that closes what it holds."""
+
+    needs_canvas = False
+
+    def write(self, result: FrameResult, canvas: np.ndarray | None = None) -> bool:
+        raise NotImplementedError
+
+
+class EventWriter(Sink):
     """Appends JSON Lines, flushed per line, so a kill loses nothing already written."""
 
     def __init__(self, path: str, labels: tuple[str, ...]):
@@ -53,21 +64,16 @@ class EventWriter:
                 ) from None
         self.count = 0
 
-    def write(self, result: FrameResult) -> None:
+    def write(self, result: FrameResult, canvas: np.ndarray | None = None) -> bool:
         for event in face_events(result, self.labels):
             self._f.write(json.dumps(event, separators=(",", ":")) + "\n")
             self.count += 1
         self._f.flush()
+        return True
 
     def close(self) -> None:
         if self._own:
             self._f.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def draw_overlay(
@@ -113,8 +119,10 @@ def display_available() -> bool:
     return True
 
 
-class Window:
+class Window(Sink):
     """An OpenCV window; the headless wheel has none, so say what to install instead."""
+
+    needs_canvas = True
 
     def __init__(self, title: str = "fer-edge"):
         self.title = title
@@ -123,12 +131,12 @@ class Window:
         except cv2.error:
             raise ConfigError(
                 "this OpenCV build has no GUI (opencv-python-headless): use "
-                "--headless, --preview_port 8080, or `pip install opencv-python`"
+                "--headless, --preview-port 8080, or `pip install opencv-python`"
             ) from None
 
-    def show(self, image: np.ndarray) -> bool:
-        """False when the user closed the window or pressed q / Esc."""
-        cv2.imshow(self.title, image)
+    def write(self, result: FrameResult | None, canvas: np.ndarray | None = None) -> bool:
+        """Shows the canvas; False when the user closed the window or pressed q / Esc."""
+        cv2.imshow(self.title, canvas)
         key = cv2.waitKey(1) & 0xFF
         return key not in (ord("q"), 27)
 
@@ -193,8 +201,10 @@ class MjpegStream:
             self._cond.notify_all()
 
 
-class MjpegServer:
+class MjpegServer(Sink):
     """Serves the newest overlay as multipart JPEG at http://HOST:PORT/ (127.0.0.1 by default)."""
+
+    needs_canvas = True
 
     def __init__(self, port: int, host: str = "127.0.0.1", quality: int = 80):
         # http.server is imported here so a run without a preview loads no server code
@@ -216,7 +226,7 @@ class MjpegServer:
             self._httpd = ThreadingHTTPServer((host, port), Handler)
         except OSError as exc:
             raise ConfigError(
-                f"--preview_port {port}: cannot listen on {host} ({exc.strerror})"
+                f"--preview-port {port}: cannot listen on {host} ({exc.strerror})"
             ) from None
         self._httpd.daemon_threads = True
         self.url = f"http://{host}:{self._httpd.server_address[1]}/"
@@ -224,8 +234,9 @@ class MjpegServer:
         self._thread.start()
         log.info("MJPEG preview at %s", self.url)
 
-    def publish(self, image: np.ndarray) -> None:
-        self.stream.publish(image)
+    def write(self, result: FrameResult | None, canvas: np.ndarray | None = None) -> bool:
+        self.stream.publish(canvas)
+        return True
 
     def close(self) -> None:
         self.stream.close()

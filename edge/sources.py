@@ -18,8 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.config import DEFAULTS
 from edge.errors import SourceError
-from edge.types import Frame
+from edge.types import Closeable, Frame
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 
-class Source:
+class Source(Closeable):
     """Yields frames until exhausted or closed; a context manager."""
 
     name = "source"
@@ -35,15 +36,6 @@ class Source:
 
     def frames(self) -> Iterator[Frame]:
         raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 class VideoFileSource(Source):
@@ -245,7 +237,11 @@ class OpenCVLiveSource(Source):
 
 
 def open_source(
-    spec: str, loop: bool = False, width: int = 0, height: int = 0, lores_width: int = 320
+    spec: str,
+    loop: bool = False,
+    width: int = 0,
+    height: int = 0,
+    lores_width: int = DEFAULTS.detect_width,
 ) -> Source:
     """Open a source from its command-line spec (see module docstring)."""
     spec = str(spec).strip()

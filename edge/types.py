@@ -7,6 +7,19 @@ from dataclasses import dataclass
 import numpy as np
 
 
+class Closeable:
+    """A resource with `close()` that is also a context manager (sources, sinks)."""
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 @dataclass(frozen=True)
 class Box:
     x: int

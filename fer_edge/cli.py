@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from edge.cli import OneLineParser, command_parser, run_command
+from edge.cliframe import OneLineParser, command_parser, run_command
 
 
 def build_parser() -> OneLineParser:

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.contract import atomic_write_text, read_contract
+from edge.config import model_path as resolve_model
+from edge.contract import read_contract
 from edge.errors import ModelError
-from fer_edge.metrics import classification_report, format_report
+from edge.fileio import atomic_write_text
+from edge.metrics import classification_report, format_report
 
 
 def predict(model_path: Path, x: np.ndarray, threads: int | None = None) -> np.ndarray:
@@ -45,10 +47,10 @@ def evaluate(
     """Accuracy report of a model on a FER2013 split under a label rule (train/ferplus.py),
     plus, with `degrade`, the robustness table of that suite on the same faces."""
     from train.data import load_fer2013
+    from train.datasets import stratified_subset
     from train.ferplus import load_votes, split_targets
-    from train.pipeline import stratified_subset
 
-    path = Path(model_path)
+    path = resolve_model(model_path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
     contract = read_contract(path)
@@ -76,7 +78,12 @@ def add_eval_parser(sub) -> None:
         help="evaluate a model on FER2013 test images",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("model", help=".tflite, .keras or .h5 with its .json contract beside it")
+    p.add_argument(
+        "model",
+        nargs="?",
+        default="",
+        help=".tflite, .keras or .h5 with its .json contract beside it ('' = the runtime's model)",
+    )
     p.add_argument("--data", default="", help="FER2013 zip/folder/csv ('' = $DATA or ../shared)")
     p.add_argument(
         "--split",

@@ -18,10 +18,10 @@ from conftest import INT8, ROOT
 
 from benchmarks.accuracy import accuracy_markdown, int8_vs_float32, latency, write_accuracy_results
 from benchmarks.cli import main
-from benchmarks.pipeline import BenchConfig, run_benchmark, runtime_defaults, standard_configs
 from benchmarks.report import pipeline_markdown
 from benchmarks.system import machine_info, machine_slug
-from fer_edge.metrics import classification_report
+from benchmarks.throughput import BenchConfig, run_benchmark, runtime_defaults, standard_configs
+from edge.metrics import classification_report
 
 PIPELINE_STAGES = {"capture", "detect", "preprocess", "inference", "smoothing", "output", "total"}
 STAT_KEYS = {"p50_ms", "p90_ms", "p99_ms", "mean_ms"}
@@ -145,7 +145,7 @@ def test_a_failing_configuration_is_recorded_and_the_others_still_run(bench_mode
 
 
 def test_configuration_set_and_selection(bench_model, tmp_path, capsys):
-    from benchmarks.pipeline import runtime_defaults
+    from benchmarks.throughput import runtime_defaults
 
     known, default = standard_configs(str(bench_model), "float.tflite")
     threads = 1 if runtime_defaults().threads != 1 else 2  # the alternative to the default
@@ -198,7 +198,10 @@ def test_bench_runs_without_tensorflow_or_optional_packages(bench_model, video, 
         "tf_keras",
         "train",
         "convert",
-        "fer_edge",
+        "fer_edge.train",
+        "fer_edge.convert",
+        "fer_edge.cli",
+        "fer_edge.evaluate",
         "matplotlib",
         "psutil",
         "tqdm",
@@ -209,7 +212,7 @@ def test_bench_runs_without_tensorflow_or_optional_packages(bench_model, video, 
         "from benchmarks.cli import main\n"
         f"rc = main(['bench', '--source', {str(video)!r}, '--model', {str(bench_model)!r},"
         f" '--configs', 'default,baseline', '--frames', '5', '--warmup', '0',"
-        f" '--baseline_frames', '2', '--out', {str(tmp_path)!r}])\n"
+        f" '--baseline-frames', '2', '--out', {str(tmp_path)!r}])\n"
         "sys.exit(rc)\n"
     )
     proc = subprocess.run(

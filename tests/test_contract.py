@@ -32,8 +32,8 @@ def personal_photo(tmp_path_factory, video):
 @pytest.mark.parametrize("model_fixture", ["int8_model", "float_model"])
 def test_training_and_runtime_feed_identical_tensors(personal_photo, model_fixture, request):
     pytest.importorskip("tensorflow")
+    from train.datasets import make_dataset
     from train.personal import load_personal
-    from train.pipeline import make_dataset
 
     model = request.getfixturevalue(model_fixture)
     folder, photo = personal_photo
@@ -62,7 +62,7 @@ def test_training_and_runtime_feed_identical_tensors(personal_photo, model_fixtu
 def test_fer_images_are_fed_unchanged(archive, int8_model):
     pytest.importorskip("tensorflow")
     from train.data import load_fer2013
-    from train.pipeline import make_dataset
+    from train.datasets import make_dataset
 
     x, y = load_fer2013(archive).select("private")
     x, y = x[:16], y[:16]

@@ -31,9 +31,9 @@ def converted(keras_model, archive, tmp_path_factory):
         "500",
         "--check",
         "1000",
-        "--min_agreement",
+        "--min-agreement",
         "0.93",
-        "--max_drop",
+        "--max-drop",
         "0.02",
         timeout=600,
     )
@@ -93,7 +93,7 @@ def test_failed_agreement_does_not_overwrite(keras_model, archive, tmp_path):
         "float32",
         "--check",
         "50",
-        "--min_agreement",
+        "--min-agreement",
         "1.01",
     )
     line = one_line_error(proc)

@@ -206,19 +206,19 @@ def test_deploy_loopback(pi, tmp_path):
 
     # Only the runtime arrived, with the model's contract and the detector.
     for rel in (
-        "edge/__main__.py",
+        "fer_edge/edge/__main__.py",
         f"models/{model.name}",
         f"models/{model.name}.json",
         "requirements-edge.txt",
         "Makefile",
         ".deploy/remote.sh",
         ".deploy/fer-edge.service",
-        "benchmarks/__main__.py",
+        "fer_edge/benchmarks/__main__.py",
     ):
         assert (pi_dir / rel).is_file(), rel
     assert list((pi_dir / "models").glob("face_detection_yunet*.onnx"))
-    assert not (pi_dir / "benchmarks" / "results").exists()
-    for absent in ("train", "convert", "fer_edge", "tests", "pyproject.toml"):
+    assert not (pi_dir / "fer_edge" / "benchmarks" / "results").exists()
+    for absent in ("train", "convert", "tests", "pyproject.toml", "edge", "fer_edge/cli.py"):
         assert not (pi_dir / absent).exists(), absent
     venv_python = pi_dir / ".venv" / "bin" / "python"
     assert venv_python.exists()
@@ -388,7 +388,12 @@ def test_stage_holds_only_the_runtime(tmp_path):
     pi_dir, stage = tmp_path / "pi", tmp_path / "stage"
     build(StageConfig(model=model, yunet=yunet, source="picamera", pi_dir=str(pi_dir)), stage)
     top = sorted(p.name for p in stage.iterdir())
-    assert top == [".deploy", "Makefile", "benchmarks", "edge", "models", "requirements-edge.txt"]
+    assert top == [".deploy", "Makefile", "fer_edge", "models", "requirements-edge.txt"]
+    assert sorted(p.name for p in (stage / "fer_edge").iterdir()) == [
+        "__init__.py",
+        "benchmarks",
+        "edge",
+    ]
     assert not list(stage.rglob("__pycache__"))
     unit = (stage / ".deploy" / "fer-edge.service").read_text()
     assert f"ExecStart={pi_dir}/.venv/bin/python -m edge run --model models/{model.name}" in unit

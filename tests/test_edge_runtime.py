@@ -55,7 +55,7 @@ def test_runtime_works_with_tensorflow_unimportable(video, int8_model, tmp_path)
         "for m in ('tensorflow', 'keras', 'tf_keras', 'train', 'convert'): sys.modules[m] = None\n"
         "from edge.cli import main\n"
         f"rc = main(['run', '--source', {str(video)!r}, '--model', {str(int8_model)!r},"
-        f" '--headless', '--events', {str(events)!r}, '--max_frames', '40'])\n"
+        f" '--headless', '--events', {str(events)!r}, '--max-frames', '40'])\n"
         "assert 'tensorflow' not in [k for k, v in sys.modules.items() if v is not None]\n"
         "sys.exit(rc)\n"
     )
@@ -182,7 +182,7 @@ def test_missing_yunet_file(video, int8_model, tmp_path):
             "--model",
             str(int8_model),
             "--headless",
-            "--yunet_model",
+            "--yunet-model",
             str(tmp_path / "yunet.onnx"),
         )
     )
@@ -190,7 +190,7 @@ def test_missing_yunet_file(video, int8_model, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "flags", [["--detector", "mtcnn"], ["--threads", "0"], ["--detect_every", "x"]]
+    "flags", [["--detector", "mtcnn"], ["--threads", "0"], ["--detect-every", "x"]]
 )
 def test_unknown_option_value(video, int8_model, flags):
     line = one_line_error(
@@ -281,7 +281,7 @@ def test_mjpeg_preview_serves_jpeg_frames_on_loopback(video, int8_model):
         str(int8_model),
         "--headless",
         "--loop",
-        "--preview_port",
+        "--preview-port",
         str(port),
     )
     try:
@@ -321,7 +321,7 @@ def test_live_stream_that_drops_is_reopened_with_backoff(video, int8_model, tmp_
         str(int8_model),
         "--headless",
         "--loop",
-        "--preview_port",
+        "--preview-port",
         str(port),
     )
     server = _start_run(*serve)

@@ -36,7 +36,7 @@ def test_10000_frames_with_flat_memory(video, int8_model, tmp_path):
             str(int8_model),
             "--headless",
             "--loop",
-            "--max_frames",
+            "--max-frames",
             "10000",
             "--events",
             str(events),

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.contract import Contract, atomic_write_text, write_contract
+from edge.contract import Contract, write_contract
+from edge.fileio import atomic_write_text
 from train.config import Stage1Config, dump
 from train.data import load_fer2013
-from train.pipeline import (
+from train.datasets import (
     balanced_class_weights,
     make_dataset,
     sample_class_weights,
@@ -159,7 +160,7 @@ def run_stage1(cfg: Stage1Config) -> dict:
     import tensorflow as tf
 
     from edge.errors import ConfigError
-    from fer_edge.metrics import classification_report
+    from edge.metrics import classification_report
     from train.ferplus import load_votes, split_targets
     from train.model import TTA_VIEWS, build_model, inference_model, resolve_classes
 

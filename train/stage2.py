@@ -15,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.contract import atomic_write_text, read_contract, write_contract
+from edge.contract import read_contract, write_contract
 from edge.detectors import make_detector
 from edge.errors import ConfigError
+from edge.fileio import atomic_write_text
 from train.config import Stage2Config, dump
 from train.data import load_fer2013
+from train.datasets import make_dataset
 from train.personal import holdout_split, load_personal
-from train.pipeline import make_dataset
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def set_trainable_top(net, n: int) -> int:
     from keras import layers
 
     if n < 1:
-        raise ConfigError(f"--trainable_top {n}: must be at least 1")
+        raise ConfigError(f"--trainable-top {n}: must be at least 1")
     net.trainable = True
     for i, layer in enumerate(net.layers):
         top = i >= len(net.layers) - n
@@ -43,7 +44,7 @@ def set_trainable_top(net, n: int) -> int:
 def run_stage2(cfg: Stage2Config) -> dict:
     import keras
 
-    from fer_edge.metrics import classification_report
+    from edge.metrics import classification_report
     from train.model import inference_model, load_keras, trained_net
     from train.stage1 import cosine_with_warmup, predict_probs, save_model_atomic
 

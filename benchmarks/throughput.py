@@ -9,7 +9,6 @@ replaced (see benchmarks/baseline.py). A configuration that fails is recorded as
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -19,6 +18,7 @@ from datetime import datetime
 
 from benchmarks.system import machine_info, software_info
 from benchmarks.timing import FramePlan, Skipped, time_frames
+from edge.config import RuntimeConfig
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +63,9 @@ class BenchConfig:
         return {**asdict(self), "description": self.describe()}
 
 
-def runtime_defaults() -> argparse.Namespace:
-    """The defaults of `fer-edge run` (detector, widths, threads), read from its own parser."""
-    from edge.cli import add_runtime_flags
-
-    parser = argparse.ArgumentParser(add_help=False)
-    add_runtime_flags(parser)
-    return parser.parse_args([])
+def runtime_defaults() -> RuntimeConfig:
+    """The defaults of `fer-edge run` (detector, widths, threads): the runtime's own config."""
+    return RuntimeConfig()
 
 
 def standard_configs(

@@ -1,0 +1,131 @@
+"""Every flag of every command: hyphenated, with help and a shown default; the old underscore
+spellings still parse but stay out of --help."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+from conftest import run_cli
+
+from benchmarks.cli import add_bench_parsers
+from edge.cli import build_parser as edge_parser
+from edge.cliframe import HelpFormatter, command_parser
+from fer_edge.cli import build_parser as fer_edge_parser
+
+
+def bench_parser() -> argparse.ArgumentParser:
+    parser, sub = command_parser("python -m benchmarks", "benchmarks")
+    add_bench_parsers(sub)
+    return parser
+
+
+def walk(parser: argparse.ArgumentParser, path: str):
+    """(command path, parser) for the parser and every subcommand below it."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from walk(sub, f"{path} {name}")
+
+
+ALL = [
+    pair
+    for root, build in (
+        ("fer-edge", fer_edge_parser),
+        ("python -m edge", edge_parser),
+        ("python -m benchmarks", bench_parser),
+    )
+    for pair in walk(build(), root)
+]
+
+
+def test_every_command_is_walked():
+    names = {path for path, _ in ALL}
+    for expected in ("fer-edge train", "fer-edge convert", "fer-edge run", "fer-edge bench"):
+        assert expected in names
+    assert {"python -m edge run", "python -m benchmarks bench-accuracy"} <= names
+
+
+@pytest.mark.parametrize("path,parser", ALL, ids=[p for p, _ in ALL])
+def test_every_option_has_help_and_default(path, parser):
+    formatter = HelpFormatter(prog=path)
+    visible = [
+        a
+        for a in parser._actions
+        if a.option_strings and a.help is not argparse.SUPPRESS and a.dest != "help"
+    ]
+    for action in visible:
+        flag = action.option_strings[0]
+        assert (action.help or "").strip(), f"{path} {flag}: no help text"
+        shown = formatter._expand_help(action)
+        assert "default" in shown.lower() or "(required)" in shown, f"{path} {flag}: {shown}"
+        for option in action.option_strings:
+            assert "_" not in option, f"{path}: {option} is not hyphenated"
+
+
+@pytest.mark.parametrize("path,parser", ALL, ids=[p for p, _ in ALL])
+def test_underscore_aliases_are_hidden_and_parse(path, parser):
+    hidden = [a for a in parser._actions if a.option_strings and a.help is argparse.SUPPRESS]
+    visible_dests = {a.dest for a in parser._actions if a.help is not argparse.SUPPRESS}
+    for action in hidden:
+        assert action.dest in visible_dests, f"{path}: {action.option_strings} aliases nothing"
+        for option in action.option_strings:
+            assert option not in parser.format_help()
+
+
+def test_train_help_comes_from_the_config_comments():
+    out = run_cli("train", "--help").stdout
+    # Stage1Config: `warmup_epochs: float = 1.0  # linear warm-up: the fresh head must not ...`
+    assert "--warmup-epochs" in out and "linear warm-up" in out
+    assert "--warmup_epochs" not in out
+    assert "(default: 1.0)" in out
+    # a block comment above the field joins its help (class_weight_power)
+    assert "fully balanced" in out
+
+
+def test_both_spellings_run(video, int8_model, tmp_path):
+    counts = {}
+    for spelling in (["--max-frames", "10", "--detect-every", "1"], ["--max_frames", "10"]):
+        events = tmp_path / f"{spelling[0]}.jsonl"
+        proc = run_cli(
+            "run",
+            "--source",
+            str(video),
+            "--model",
+            str(int8_model),
+            "--headless",
+            "--events",
+            str(events),
+            *spelling,
+        )
+        assert proc.returncode == 0, proc.stderr
+        frames = {json.loads(line)["frame"] for line in events.read_text().splitlines()}
+        counts[spelling[0]] = frames
+    assert counts["--max-frames"] == set(range(10))
+    assert counts["--max_frames"] == set(range(10))
+
+
+def test_runtime_defaults_come_from_one_config():
+    from benchmarks.throughput import standard_configs
+    from edge.config import DEFAULTS
+    from edge.pipeline import PipelineConfig
+
+    run = edge_parser().parse_args(["run"])
+    for name in ("threads", "detector", "detect_width", "detect_every", "classify_every"):
+        assert getattr(run, name) == getattr(DEFAULTS, name), name
+    assert (run.model, run.yunet_model, run.source) == (DEFAULTS.model, "", DEFAULTS.source)
+    pipe = PipelineConfig()
+    assert (pipe.detect_every, pipe.classify_every, pipe.smoothing) == (
+        DEFAULTS.detect_every,
+        DEFAULTS.classify_every,
+        DEFAULTS.smoothing,
+    )
+    bench = standard_configs("m.tflite", "f.tflite")[0]["default"]
+    assert (bench.detect_width, bench.detect_every, bench.classify_every, bench.threads) == (
+        DEFAULTS.detect_width,
+        DEFAULTS.detect_every,
+        DEFAULTS.classify_every,
+        DEFAULTS.threads,
+    )
