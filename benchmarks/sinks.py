@@ -2,7 +2,7 @@
 
     python -m benchmarks.sinks --source VIDEO [--rounds 3] [--compare-repo ../main]
 
-Each variant is a fresh `python -m edge run --headless --events /dev/null` on the same video;
+Each variant is a fresh `python -m fer_edge.edge run --headless --events /dev/null` on the same video;
 the variants take turns round by round, in rotating order, so background load hits them alike;
 the median FPS of each (the runtime's own closing line) is reported with its ratio to `plain`:
 
@@ -78,7 +78,7 @@ def watch(port: int, stop: threading.Event) -> None:
 
 def run_once(args, variant: str, mqtt_url: str | None) -> dict:
     source, model = str(Path(args.source).resolve()), str(Path(args.model).resolve())
-    cmd = [sys.executable, "-m", "edge", "run", "--source", source, "--model", model,
+    cmd = [sys.executable, "-m", "fer_edge.edge", "run", "--source", source, "--model", model,
            "--headless", "--events", os.devnull]  # fmt: skip
     if args.frames:
         cmd += ["--max_frames", str(args.frames)]
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         shown = ", ".join(f"{x:.1f}" for x in fps[v]) or str(runs[v][0].get("error"))
         print(f"| {v} | {m if m is None else f'{m:.1f}'} | {shown} | {ratio} |")
     if args.out:
-        from edge.contract import atomic_write_text
+        from fer_edge.edge.contract import atomic_write_text
 
         atomic_write_text(args.out, json.dumps({"source": args.source, "runs": runs}, indent=2))
     return 0 if all(median.values()) else 1

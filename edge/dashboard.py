@@ -31,11 +31,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
-
-from edge.dashboard_state import DashboardState
-from edge.errors import ConfigError, FerEdgeError
-from edge.sinks import MjpegStream
-from edge.types import FrameResult
+from fer_edge.edge.dashboard_state import DashboardState
+from fer_edge.edge.errors import ConfigError, FerEdgeError
+from fer_edge.edge.sinks import MjpegStream
+from fer_edge.edge.types import FrameResult
 
 log = logging.getLogger(__name__)
 

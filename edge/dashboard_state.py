@@ -12,7 +12,7 @@ import threading
 import time
 from collections import deque
 
-from edge.types import FrameResult
+from fer_edge.edge.types import FrameResult
 
 
 def _rounded(seg: list) -> list:

@@ -20,10 +20,10 @@ import threading
 import time
 from collections import deque
 
-from edge.errors import ConfigError
-from edge.mqtt_config import MqttSettings, discovery_messages
-from edge.sinks import face_event
-from edge.types import FrameResult
+from fer_edge.edge.errors import ConfigError
+from fer_edge.edge.mqtt_config import MqttSettings, discovery_messages
+from fer_edge.edge.sinks import face_event
+from fer_edge.edge.types import FrameResult
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from edge.contract import DEFAULT_LABELS, FER2013_CLASSES
-from edge.errors import ConfigError
+from fer_edge.edge.contract import DEFAULT_LABELS, FER2013_CLASSES
+from fer_edge.edge.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

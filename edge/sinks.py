@@ -10,9 +10,8 @@ import threading
 
 import cv2
 import numpy as np
-
-from edge.errors import ConfigError
-from edge.types import Closeable, Face, FrameResult
+from fer_edge.edge.errors import ConfigError
+from fer_edge.edge.types import Closeable, Face, FrameResult
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from edge.contract import atomic_write_text, read_contract
+from fer_edge.edge.contract import atomic_write_text, read_contract
 from fer_edge.evaluate import evaluate
 
 
@@ -31,8 +31,8 @@ def training_report(model: Path) -> dict | None:
 def model_card(
     model: str, data: str = "", ferplus: str = "", threads=(1, 2), runs: int = 300
 ) -> dict:
-    from benchmarks.accuracy import latency
-    from benchmarks.system import machine_info, software_info
+    from fer_edge.benchmarks.accuracy import latency
+    from fer_edge.benchmarks.system import machine_info, software_info
 
     path = Path(model)
     contract = read_contract(path)
@@ -109,7 +109,7 @@ def cards_markdown(cards: list[dict]) -> str:
 
 
 def write_cards(cards: list[dict], models: list[str], results: str | None) -> list[Path]:
-    from benchmarks.system import results_dir
+    from fer_edge.benchmarks.system import results_dir
     from fer_edge.robustness import robustness_markdown
 
     written = []

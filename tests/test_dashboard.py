@@ -20,8 +20,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import ROOT, one_line_error, run_cli
-
-from edge.contract import read_contract
+from fer_edge.edge.contract import read_contract
 
 TOKEN = "test-token-0123456789abcdef"
 CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -63,7 +62,7 @@ def dashboard_run(video, model, tmp_path, *flags):
     log = tmp_path / "run.log"
     with open(log, "w") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "edge", "run", "--source", str(video), "--model", str(model),
+            [sys.executable, "-m", "fer_edge.edge", "run", "--source", str(video), "--model", str(model),
              "--headless", "--realtime", "--loop", "--max_frames", "1800",
              "--dashboard", str(port), *flags],
             cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
@@ -222,6 +221,6 @@ def test_browser_shows_live_video_and_timeline_and_token_is_enforced(video, int8
         )
         # 5 bits per channel: no visible banding, half the bytes
         ok, png = cv2.imencode(".png", small & 0xF8, [cv2.IMWRITE_PNG_COMPRESSION, 9])
-        from edge.contract import atomic_write_bytes
+        from fer_edge.edge.contract import atomic_write_bytes
 
         atomic_write_bytes(target, png.tobytes())

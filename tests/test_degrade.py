@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 from conftest import one_line_error, run_cli
+from fer_edge.train.data import load_fer2013
 
 from fer_edge.degrade import LEVELS, SEVERITIES, augment_batch, degrade, degrade_set
-from train.data import load_fer2013
 
 
 @pytest.fixture(scope="module")

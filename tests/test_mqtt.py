@@ -1,5 +1,5 @@
 """The MQTT sink against a real Mosquitto broker that each test starts on a random loopback port,
-with a real paho subscriber; the runtime runs the 480p video as a user would (python -m edge)."""
+with a real paho subscriber; the runtime runs the 480p video as a user would (python -m fer_edge.edge)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from conftest import ROOT, one_line_error, run_cli
-
-from edge.contract import Contract, read_contract, write_contract
+from fer_edge.edge.contract import Contract, read_contract, write_contract
 
 PREFIX = "fer-edge/testcam"
 NODE = "fer-edge_testcam"
@@ -148,9 +147,9 @@ def subscriber(port: int, username: str | None = None, password: str | None = No
 
 
 def run_edge(video, model, events, *flags, env=None, timeout=180):
-    """`python -m edge run` on the video; a traceback on any thread fails the test."""
+    """`python -m fer_edge.edge run` on the video; a traceback on any thread fails the test."""
     proc = subprocess.run(
-        [sys.executable, "-m", "edge", "run", "--source", str(video), "--model", str(model),
+        [sys.executable, "-m", "fer_edge.edge", "run", "--source", str(video), "--model", str(model),
          "--headless", "--events", str(events), "--mqtt-topic", PREFIX, *flags],
         cwd=ROOT,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {})),
@@ -188,7 +187,13 @@ def retained(port: int, username=None, password=None) -> dict[str, bytes]:
 def test_plain_run_imports_no_mqtt_or_dashboard_code(video, int8_model, tmp_path):
     """Without --mqtt / --dashboard, neither paho, our client or any HTTP server is loaded;
     with them, they are (so the check can fail)."""
-    sink_modules = ["paho", "edge.mqtt", "edge.mqtt_config", "edge.dashboard", "http.server"]
+    sink_modules = [
+        "paho",
+        "fer_edge.edge.mqtt",
+        "fer_edge.edge.mqtt_config",
+        "fer_edge.edge.dashboard",
+        "http.server",
+    ]
     code = (
         "import sys\n"
         "from edge.cli import main\n"
@@ -333,7 +338,7 @@ def test_broker_outage_mid_run_the_run_goes_on_and_publishing_resumes(video, int
     with broker(tmp_path) as b, subscriber(b.port) as sub:
         with open(log, "w") as log_file:
             run = subprocess.Popen(
-                [sys.executable, "-m", "edge", "run", "--source", str(video),
+                [sys.executable, "-m", "fer_edge.edge", "run", "--source", str(video),
                  "--model", str(int8_model), "--headless", "--events", str(events),
                  "--realtime", "--loop", "--max_frames", "600",
                  "--mqtt", f"mqtt://127.0.0.1:{b.port}", "--mqtt-topic", PREFIX,

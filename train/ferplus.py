@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from edge.errors import DataError
+from fer_edge.edge.errors import DataError
 
 LABEL_MODES = ("fer2013", "ferplus-majority", "ferplus-soft")
 VOTE_COLUMNS = (
@@ -150,7 +149,7 @@ def split_targets(
         in_split &= ~data.train_copies_of_test()
     k = len(labels)
     if mode == "fer2013":
-        from edge.contract import FER2013_CLASSES
+        from fer_edge.edge.contract import FER2013_CLASSES
 
         remap = np.array([labels.index(c) if c in labels else -1 for c in FER2013_CLASSES])
         y = remap[data.labels.astype(np.int64)]

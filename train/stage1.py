@@ -15,12 +15,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from edge.contract import Contract, write_contract
-from edge.fileio import atomic_write_text
-from train.config import Stage1Config, dump
-from train.data import load_fer2013
-from train.datasets import (
+from fer_edge.edge.contract import Contract, write_contract
+from fer_edge.edge.fileio import atomic_write_text
+from fer_edge.train.config import Stage1Config, dump
+from fer_edge.train.data import load_fer2013
+from fer_edge.train.datasets import (
     balanced_class_weights,
     make_dataset,
     sample_class_weights,
@@ -87,8 +86,8 @@ def init_weights(net, path: str) -> dict | None:
     Layers are matched by name. Only the classifier (`probs`) may differ, so a five-class run
     can start a seven-class one; any other difference is a different architecture.
     """
-    from edge.errors import ConfigError
-    from train.model import load_keras, trained_net
+    from fer_edge.edge.errors import ConfigError
+    from fer_edge.train.model import load_keras, trained_net
 
     prior = trained_net(load_keras(path))
     prior_layers = {layer.name: layer for layer in prior.layers}
@@ -117,10 +116,10 @@ def teacher_targets(
     """The teacher's probabilities on the clean training faces, computed once and cached."""
     import hashlib
 
-    from edge.contract import read_contract
-    from edge.errors import ConfigError
-    from train.data import cache_dir
-    from train.model import load_keras
+    from fer_edge.edge.contract import read_contract
+    from fer_edge.edge.errors import ConfigError
+    from fer_edge.train.data import cache_dir
+    from fer_edge.train.model import load_keras
 
     path = Path(teacher)
     if not path.is_file():
@@ -158,11 +157,10 @@ def _total(report: dict | None, key: str) -> float:
 def run_stage1(cfg: Stage1Config) -> dict:
     import keras
     import tensorflow as tf
-
-    from edge.errors import ConfigError
-    from edge.metrics import classification_report
-    from train.ferplus import load_votes, split_targets
-    from train.model import TTA_VIEWS, build_model, inference_model, resolve_classes
+    from fer_edge.edge.errors import ConfigError
+    from fer_edge.edge.metrics import classification_report
+    from fer_edge.train.ferplus import load_votes, split_targets
+    from fer_edge.train.model import TTA_VIEWS, build_model, inference_model, resolve_classes
 
     if cfg.tta not in TTA_VIEWS:
         raise ConfigError(f"--tta {cfg.tta!r}: choose from {', '.join(TTA_VIEWS)}")
