@@ -16,13 +16,12 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-
-from benchmarks import plots
-from benchmarks.report import header_lines
-from benchmarks.stats import summarise
-from benchmarks.system import machine_info, results_dir, software_info
-from edge.contract import atomic_write_text
-from edge.errors import ModelError
+from fer_edge.benchmarks import plots
+from fer_edge.benchmarks.report import header_lines
+from fer_edge.benchmarks.stats import summarise
+from fer_edge.benchmarks.system import machine_info, results_dir, software_info
+from fer_edge.edge.contract import atomic_write_text
+from fer_edge.edge.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ def find_variants(models: str | Path) -> list[Path]:
 
 def latency(model: Path, threads: int, runs: int, warmup: int = LATENCY_WARMUP) -> dict:
     """Batch-1 `Classifier.predict` latency (ms percentiles) on a fixed random crop."""
-    from edge.classifier import Classifier
+    from fer_edge.edge.classifier import Classifier
 
     clf = Classifier(model, threads=threads)
     size = clf.contract.input_size
@@ -92,7 +91,7 @@ def bench_variant(model: Path, data: str, threads: tuple[int, ...], runs: int) -
 def run_accuracy(
     models: str | Path, data: str = "", threads: tuple[int, ...] = (1, 2), runs: int = 300
 ) -> dict:
-    from train.data import load_fer2013
+    from fer_edge.train.data import load_fer2013
 
     variants = find_variants(models)
     # Load once up front: a missing dataset is one clear error, and the cache is then warm.

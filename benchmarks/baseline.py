@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from benchmarks.timing import FramePlan, Skipped, time_frames
+from fer_edge.benchmarks.timing import FramePlan, Skipped, time_frames
 
 DESCRIPTION = "original approach: full-frame Haar + Keras MobileNetV2 224 px, predict() per face"
 # The classic detectMultiScale settings of such projects.
@@ -34,18 +33,16 @@ def run_original_approach(plan: FramePlan, desc: str = "baseline") -> tuple[dict
     try:
         import keras
         import tensorflow as tf
-
-        from train.config import ModelConfig
-        from train.model import build_model
+        from fer_edge.train.config import ModelConfig
+        from fer_edge.train.model import build_model
     except ImportError as exc:
         raise Skipped(
             f"needs TensorFlow and the project's train package ({exc}); install the "
             "`train` extra to time the original approach"
         ) from None
     import cv2
-
-    from edge.sinks import EventWriter
-    from edge.types import Box, Face, FrameResult
+    from fer_edge.edge.sinks import EventWriter
+    from fer_edge.edge.types import Box, Face, FrameResult
 
     if not hasattr(cv2, "CascadeClassifier"):
         raise Skipped(

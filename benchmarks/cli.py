@@ -1,4 +1,4 @@
-"""`fer-edge bench` and `fer-edge bench-accuracy`; also `python -m benchmarks bench ...`.
+"""`fer-edge bench` and `fer-edge bench-accuracy`; also `python -m fer_edge.benchmarks bench ...`.
 
 Importing this module imports nothing heavy: `fer-edge` builds its parser from it on every call,
 and on a Pi there is no TensorFlow, matplotlib, psutil or tqdm.
@@ -10,9 +10,9 @@ import argparse
 import os
 from pathlib import Path
 
-from edge.cliframe import command_parser, positive_int, run_command
-from edge.config import MODELS_DIR, default_model_path
-from edge.errors import ConfigError, ModelError
+from fer_edge.edge.cliframe import command_parser, positive_int, run_command
+from fer_edge.edge.config import MODELS_DIR, default_model_path
+from fer_edge.edge.errors import ConfigError, ModelError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 VIDEO_ENV = "FER_EDGE_BENCH_VIDEO"  # the video `fer-edge bench` reads when --source is not given
@@ -111,7 +111,7 @@ def add_bench_parsers(sub) -> None:
 
 
 def select_configs(args) -> list:
-    from benchmarks.throughput import standard_configs
+    from fer_edge.benchmarks.throughput import standard_configs
 
     known, default = standard_configs(args.model, args.float_model, args.yunet_model)
     names = [n.strip() for n in args.configs.split(",") if n.strip()] or default
@@ -125,11 +125,11 @@ def select_configs(args) -> list:
 
 
 def cmd_bench(args) -> int:
-    from benchmarks.report import pipeline_markdown, write_pipeline_results
-    from benchmarks.throughput import run_benchmark
+    from fer_edge.benchmarks.report import pipeline_markdown, write_pipeline_results
+    from fer_edge.benchmarks.throughput import run_benchmark
 
     if args.configs.strip() == "list":
-        from benchmarks.throughput import standard_configs
+        from fer_edge.benchmarks.throughput import standard_configs
 
         known, default = standard_configs(args.model, args.float_model, args.yunet_model)
         for name, cfg in known.items():
@@ -154,7 +154,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_bench_accuracy(args) -> int:
-    from benchmarks.accuracy import accuracy_markdown, run_accuracy, write_accuracy_results
+    from fer_edge.benchmarks.accuracy import accuracy_markdown, run_accuracy, write_accuracy_results
 
     result = run_accuracy(args.models, args.data, threads=args.threads, runs=args.runs)
     written = write_accuracy_results(result, args.out)
@@ -164,6 +164,6 @@ def cmd_bench_accuracy(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser, sub = command_parser("python -m benchmarks", __doc__.splitlines()[0])
+    parser, sub = command_parser("python -m fer_edge.benchmarks", __doc__.splitlines()[0])
     add_bench_parsers(sub)
     return run_command(parser, argv)

@@ -8,8 +8,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-
-from edge.contract import atomic_write_bytes
+from fer_edge.edge.contract import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks import plots
-from benchmarks.system import results_dir
-from edge.contract import atomic_write_text
+from fer_edge.benchmarks import plots
+from fer_edge.benchmarks.system import results_dir
+from fer_edge.edge.contract import atomic_write_text
 
 STAGE_COLUMNS = ("capture", "detect", "preprocess", "inference", "smoothing", "output")
 

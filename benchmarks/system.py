@@ -74,9 +74,8 @@ def results_dir(root: str | os.PathLike | None, slug: str) -> Path:
 def software_info() -> dict:
     import cv2
     import numpy as np
-
-    from edge.errors import FerEdgeError
-    from edge.interpreter import load_interpreter_class
+    from fer_edge.edge.errors import FerEdgeError
+    from fer_edge.edge.interpreter import load_interpreter_class
 
     try:
         _, package, version = load_interpreter_class()

@@ -16,9 +16,9 @@ import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
-from benchmarks.system import machine_info, software_info
-from benchmarks.timing import FramePlan, Skipped, time_frames
-from edge.config import RuntimeConfig
+from fer_edge.benchmarks.system import machine_info, software_info
+from fer_edge.benchmarks.timing import FramePlan, Skipped, time_frames
+from fer_edge.edge.config import RuntimeConfig
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class BenchConfig:
         if self.kind == "decode":
             return "decode only (the ceiling)"
         if self.kind == "baseline":
-            from benchmarks.baseline import DESCRIPTION
+            from fer_edge.benchmarks.baseline import DESCRIPTION
 
             return DESCRIPTION
         precision = os.path.basename(self.model).removesuffix(".tflite").removeprefix("fer_")
@@ -105,10 +105,10 @@ def standard_configs(
 
 
 def run_pipeline(cfg: BenchConfig, plan: FramePlan) -> tuple[dict, dict]:
-    from edge.classifier import Classifier
-    from edge.detectors import make_detector
-    from edge.pipeline import Pipeline, PipelineConfig
-    from edge.sinks import EventWriter
+    from fer_edge.edge.classifier import Classifier
+    from fer_edge.edge.detectors import make_detector
+    from fer_edge.edge.pipeline import Pipeline, PipelineConfig
+    from fer_edge.edge.sinks import EventWriter
 
     if not os.path.isfile(cfg.model):
         raise Skipped(f"{cfg.model}: model not found (pass --model / --float_model)")
@@ -137,7 +137,7 @@ def run_decode(cfg: BenchConfig, plan: FramePlan) -> tuple[dict, dict]:
 
 
 def run_baseline(cfg: BenchConfig, plan: FramePlan) -> tuple[dict, dict]:
-    from benchmarks.baseline import run_original_approach
+    from fer_edge.benchmarks.baseline import run_original_approach
 
     return run_original_approach(plan, cfg.name)
 
@@ -147,7 +147,7 @@ RUNNERS = {"pipeline": run_pipeline, "decode": run_decode, "baseline": run_basel
 
 def probe_source(spec: str) -> dict:
     """Kind, resolution, fps and frame count of a source, from its first frame."""
-    from edge.sources import open_source
+    from fer_edge.edge.sources import open_source
 
     with open_source(spec) as src, contextlib.closing(src.frames()) as it:
         first = next(it, None)

@@ -13,10 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-
-from benchmarks.stats import summarise
-from benchmarks.system import ProcessMeter, progress_bar
-from edge.types import Frame
+from fer_edge.benchmarks.stats import summarise
+from fer_edge.benchmarks.system import ProcessMeter, progress_bar
+from fer_edge.edge.types import Frame
 
 # A step does one frame's work: (seconds per stage, faces found).
 Step = Callable[[Frame], tuple[dict[str, float], int]]
@@ -69,7 +68,7 @@ class Timed:
 
 def time_frames(plan: FramePlan, step: Step, desc: str) -> Timed:
     """Run `step` on `plan.warmup` frames untimed, then on `plan.frames` frames timed."""
-    from edge.sources import open_source
+    from fer_edge.edge.sources import open_source
 
     bar = progress_bar(plan.warmup + plan.frames if plan.frames else None, desc)
     samples: dict[str, list[float]] = {"capture": []}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from convert.tflite import ConvertConfig
-from edge.cliframe import add_dataclass_flags, build_dataclass
+from fer_edge.convert.tflite import ConvertConfig
+from fer_edge.edge.cliframe import add_dataclass_flags, build_dataclass
 
 
 def add_convert_parser(sub) -> None:
@@ -13,7 +13,7 @@ def add_convert_parser(sub) -> None:
 
 
 def cmd_convert(args) -> int:
-    from convert.run import run_convert
+    from fer_edge.convert.run import run_convert
 
     summary = run_convert(build_dataclass(ConvertConfig, args))
     for variant, e in summary["variants"].items():

@@ -9,21 +9,20 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from convert.tflite import (
+from fer_edge.convert.tflite import (
     ConvertConfig,
     contract_for,
     convert_variant,
     converter_versions,
     tflite_io_details,
 )
-from edge.classifier import Classifier
-from edge.contract import read_contract, write_contract
-from edge.errors import ConfigError, FerEdgeError
-from edge.fileio import atomic_write_bytes, atomic_write_text, sha256_file
-from train.data import load_fer2013
-from train.datasets import stratified_subset
-from train.model import load_keras
+from fer_edge.edge.classifier import Classifier
+from fer_edge.edge.contract import read_contract, write_contract
+from fer_edge.edge.errors import ConfigError, FerEdgeError
+from fer_edge.edge.fileio import atomic_write_bytes, atomic_write_text, sha256_file
+from fer_edge.train.data import load_fer2013
+from fer_edge.train.datasets import stratified_subset
+from fer_edge.train.model import load_keras
 
 log = logging.getLogger(__name__)
 

@@ -85,7 +85,7 @@ def contract_for(interpreter_details: tuple[dict, dict], base_contract, provenan
 
 
 def tflite_io_details(model_bytes: bytes) -> tuple[dict, dict]:
-    from edge.interpreter import load_interpreter_class
+    from fer_edge.edge.interpreter import load_interpreter_class
 
     cls, _, _ = load_interpreter_class()
     interp = cls(model_content=model_bytes)
@@ -95,8 +95,7 @@ def tflite_io_details(model_bytes: bytes) -> tuple[dict, dict]:
 def converter_versions() -> dict:
     import keras
     import tensorflow as tf
-
-    from edge.interpreter import load_interpreter_class
+    from fer_edge.edge.interpreter import load_interpreter_class
 
     _, pkg, ver = load_interpreter_class()
     return {

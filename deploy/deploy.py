@@ -12,6 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from fer_edge.edge.config import default_model_path
+
 from deploy.remote import Remote, StepError, changed_files, last_line
 from deploy.stage import (
     StageConfig,
@@ -23,7 +25,6 @@ from deploy.stage import (
     resolve_yunet,
 )
 from deploy.wheels import check_wheels
-from edge.config import default_model_path
 
 PROG = "deploy"
 # Exit codes of the connect step's preflight script (below); 255 is ssh's own failure.

@@ -107,7 +107,7 @@ def resolve_yunet(explicit: str | None) -> Path:
         path = Path(explicit)
     else:
         # The runtime's own search order (models/, then ../shared/models/) is the one truth.
-        from edge.detectors import default_yunet_path
+        from fer_edge.edge.detectors import default_yunet_path
 
         path = default_yunet_path()
         if path is None:
@@ -139,7 +139,7 @@ def render(template: str, cfg: StageConfig) -> str:
     root = unit_root(cfg.pi_dir)
     exec_args = [
         "-m",
-        "edge",
+        "fer_edge.edge",
         "run",
         "--model",
         f"models/{cfg.model.name}",

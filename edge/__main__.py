@@ -1,5 +1,5 @@
 import sys
 
-from edge.cli import main
+from fer_edge.edge.cli import main
 
 sys.exit(main())

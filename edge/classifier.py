@@ -7,10 +7,9 @@ import os
 from pathlib import Path
 
 import numpy as np
-
-from edge.contract import Contract, read_contract
-from edge.errors import ModelError
-from edge.interpreter import load_interpreter_class
+from fer_edge.edge.contract import Contract, read_contract
+from fer_edge.edge.errors import ModelError
+from fer_edge.edge.interpreter import load_interpreter_class
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The runtime's commands: `run`, `checks`, `capture`. Also reachable as `python -m edge`.
+"""The runtime's commands: `run`, `checks`, `capture`. Also reachable as `python -m fer_edge.edge`.
 
 Nothing here imports TensorFlow, `train` or `convert`: a device needs only the `edge` extra.
 """
@@ -13,9 +13,9 @@ import signal
 import time
 from pathlib import Path
 
-from edge.cliframe import command_parser, field_comments, positive_int, run_command
-from edge.config import DEFAULTS, RuntimeConfig, model_path
-from edge.errors import ConfigError, FerEdgeError
+from fer_edge.edge.cliframe import command_parser, field_comments, positive_int, run_command
+from fer_edge.edge.config import DEFAULTS, RuntimeConfig, model_path
+from fer_edge.edge.errors import ConfigError, FerEdgeError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser, sub = command_parser("python -m edge", __doc__.splitlines()[0])
+    parser, sub = command_parser("python -m fer_edge.edge", __doc__.splitlines()[0])
     add_subcommands(sub)
     return parser
 
@@ -106,7 +106,7 @@ def stop_on_sigterm():
 
 def open_sinks(args, labels: tuple[str, ...], show: bool, stack: contextlib.ExitStack) -> list:
     """The sinks the flags ask for, each entered on `stack` so it closes on the way out."""
-    from edge.sinks import EventWriter, MjpegServer, Window
+    from fer_edge.edge.sinks import EventWriter, MjpegServer, Window
 
     sinks = []
     if args.events:
@@ -119,9 +119,9 @@ def open_sinks(args, labels: tuple[str, ...], show: bool, stack: contextlib.Exit
 
 
 def cmd_run(args) -> int:
-    from edge.recognizer import EmotionRecognizer
-    from edge.sinks import display_available, draw_overlay
-    from edge.sources import open_source
+    from fer_edge.edge.recognizer import EmotionRecognizer
+    from fer_edge.edge.sinks import display_available, draw_overlay
+    from fer_edge.edge.sources import open_source
 
     pipeline = EmotionRecognizer(config=runtime_config(args)).pipeline()
     labels = pipeline.classifier.labels
@@ -171,9 +171,8 @@ def cmd_run(args) -> int:
 
 def cmd_checks(args) -> int:
     import cv2
-
-    from edge.classifier import Classifier
-    from edge.detectors import default_yunet_path, make_detector
+    from fer_edge.edge.classifier import Classifier
+    from fer_edge.edge.detectors import default_yunet_path, make_detector
 
     rows: list[tuple[str, str]] = []
     c = Classifier(model_path(args.model), threads=args.threads)
@@ -209,7 +208,7 @@ def cmd_checks(args) -> int:
     except ImportError:
         rows.append(("picamera2", "not installed (only needed for the Pi camera)"))
     if args.source:
-        from edge.sources import open_source
+        from fer_edge.edge.sources import open_source
 
         try:
             with open_source(args.source) as src:
@@ -224,11 +223,10 @@ def cmd_checks(args) -> int:
 
 def cmd_capture(args) -> int:
     import cv2
-
-    from edge.detectors import make_detector
-    from edge.fileio import atomic_write_bytes
-    from edge.sinks import Window, display_available
-    from edge.sources import open_source
+    from fer_edge.edge.detectors import make_detector
+    from fer_edge.edge.fileio import atomic_write_bytes
+    from fer_edge.edge.sinks import Window, display_available
+    from fer_edge.edge.sources import open_source
 
     if not args.label.strip() or "/" in args.label:
         raise ConfigError(f"--label {args.label!r}: give a class name such as happy")

@@ -1,5 +1,5 @@
-"""The command-line framework every entry point shares (`fer-edge`, `python -m edge`,
-`python -m benchmarks`): one-line errors, hyphenated flags with hidden underscore aliases,
+"""The command-line framework every entry point shares (`fer-edge`, `python -m fer_edge.edge`,
+`python -m fer_edge.benchmarks`): one-line errors, hyphenated flags with hidden underscore aliases,
 defaults shown in --help, and flags generated from config dataclasses.
 
 Standard library only: it is imported on a device that has just the runtime.
@@ -18,7 +18,7 @@ import textwrap
 import tokenize
 import typing
 
-from edge.errors import FerEdgeError
+from fer_edge.edge.errors import FerEdgeError
 
 
 def hyphenated(option: str) -> str:

@@ -12,10 +12,10 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from edge.errors import ModelError
+from fer_edge.edge.errors import ModelError
 
 # atomic_write_bytes is re-exported: callers have imported both helpers from here.
-from edge.fileio import atomic_write_bytes, atomic_write_text  # noqa: F401
+from fer_edge.edge.fileio import atomic_write_bytes, atomic_write_text  # noqa: F401
 
 # Order of the `emotion` column in the original fer2013.csv (0..6).
 FER2013_CLASSES: tuple[str, ...] = (

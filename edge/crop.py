@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-
-from edge.contract import Contract
+from fer_edge.edge.contract import Contract
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:

@@ -13,10 +13,9 @@ from typing import Protocol
 
 import cv2
 import numpy as np
-
-from edge.config import DEFAULTS, default_yunet_path
-from edge.errors import ConfigError, ModelError
-from edge.types import Box, Frame
+from fer_edge.edge.config import DEFAULTS, default_yunet_path
+from fer_edge.edge.errors import ConfigError, ModelError
+from fer_edge.edge.types import Box, Frame
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ def load_interpreter_class(prefer: str | None = None):
             errors.append(f"{package}: {exc}")
             continue
         return module.Interpreter, package, _version(package)
-    from edge.errors import ModelError
+    from fer_edge.edge.errors import ModelError
 
     raise ModelError(
         "no TFLite interpreter found; install one with `pip install ai-edge-litert` "

@@ -11,10 +11,10 @@ import logging
 import time
 from collections.abc import Iterator
 
-from edge.config import DEFAULTS
-from edge.errors import SourceError
-from edge.sources import LatestFrameReader, Source
-from edge.types import Frame
+from fer_edge.edge.config import DEFAULTS
+from fer_edge.edge.errors import SourceError
+from fer_edge.edge.sources import LatestFrameReader, Source
+from fer_edge.edge.types import Frame
 
 log = logging.getLogger(__name__)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from edge.classifier import Classifier
-from edge.config import DEFAULTS
-from edge.crop import crop_face
-from edge.detectors import Detector
-from edge.tracking import Tracker
-from edge.types import Box, Face, Frame, FrameResult
+from fer_edge.edge.classifier import Classifier
+from fer_edge.edge.config import DEFAULTS
+from fer_edge.edge.crop import crop_face
+from fer_edge.edge.detectors import Detector
+from fer_edge.edge.tracking import Tracker
+from fer_edge.edge.types import Box, Face, Frame, FrameResult
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-
-from edge.classifier import Classifier
-from edge.config import DEFAULTS, RuntimeConfig, model_path
-from edge.detectors import Detector, make_detector
-from edge.pipeline import Pipeline, PipelineConfig
-from edge.types import Face, Frame, FrameResult
+from fer_edge.edge.classifier import Classifier
+from fer_edge.edge.config import DEFAULTS, RuntimeConfig, model_path
+from fer_edge.edge.detectors import Detector, make_detector
+from fer_edge.edge.pipeline import Pipeline, PipelineConfig
+from fer_edge.edge.types import Face, Frame, FrameResult
 
 
 @dataclass(frozen=True)
@@ -130,7 +129,7 @@ class EmotionRecognizer:
         self, source: str | int | os.PathLike | Iterable[np.ndarray], **source_options
     ) -> Iterator[FrameResult]:
         """The runtime's own per-frame results (with stage timings) for a source."""
-        from edge.sources import open_source
+        from fer_edge.edge.sources import open_source
 
         pipeline = self.pipeline()
         if isinstance(source, (str, int, os.PathLike)):

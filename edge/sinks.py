@@ -11,9 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
 import numpy as np
-
-from edge.errors import ConfigError
-from edge.types import Closeable, FrameResult
+from fer_edge.edge.errors import ConfigError
+from fer_edge.edge.types import Closeable, FrameResult
 
 log = logging.getLogger(__name__)
 

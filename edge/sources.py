@@ -17,10 +17,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from edge.config import DEFAULTS
-from edge.errors import SourceError
-from edge.types import Closeable, Frame
+from fer_edge.edge.config import DEFAULTS
+from fer_edge.edge.errors import SourceError
+from fer_edge.edge.types import Closeable, Frame
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +247,7 @@ def open_source(
     if spec.isdigit():
         return OpenCVLiveSource(int(spec), width, height)
     if spec in ("picamera", "picamera2", "pi"):
-        from edge.picamera import PiCameraSource
+        from fer_edge.edge.picamera import PiCameraSource
 
         return PiCameraSource(width or 1280, height or 720, lores_width=lores_width)
     if spec.lower().startswith(STREAM_PREFIXES):

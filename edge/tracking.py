@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from edge.types import Box
+from fer_edge.edge.types import Box
 
 
 @dataclass

@@ -17,18 +17,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from edge.config import RuntimeConfig
-    from edge.errors import FerEdgeError
-    from edge.recognizer import EmotionRecognizer, FaceEmotion, FrameEmotions
+    from fer_edge.edge.config import RuntimeConfig
+    from fer_edge.edge.errors import FerEdgeError
+    from fer_edge.edge.recognizer import EmotionRecognizer, FaceEmotion, FrameEmotions
 
 __all__ = ["EmotionRecognizer", "FaceEmotion", "FerEdgeError", "FrameEmotions", "RuntimeConfig"]
 
 _HOMES = {
-    "EmotionRecognizer": "edge.recognizer",
-    "FaceEmotion": "edge.recognizer",
-    "FrameEmotions": "edge.recognizer",
-    "RuntimeConfig": "edge.config",
-    "FerEdgeError": "edge.errors",
+    "EmotionRecognizer": "fer_edge.edge.recognizer",
+    "FaceEmotion": "fer_edge.edge.recognizer",
+    "FrameEmotions": "fer_edge.edge.recognizer",
+    "RuntimeConfig": "fer_edge.edge.config",
+    "FerEdgeError": "fer_edge.edge.errors",
 }
 
 

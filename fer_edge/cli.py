@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import sys
 
-from edge.cliframe import OneLineParser, command_parser, run_command
+from fer_edge.edge.cliframe import OneLineParser, command_parser, run_command
 
 
 def build_parser() -> OneLineParser:
     parser, sub = command_parser("fer-edge", __doc__.splitlines()[0])
     # Training and conversion parsers import no TensorFlow; their commands do, when run.
-    from convert.cli import add_convert_parser
-    from edge.cli import add_subcommands as add_edge_commands
+    from fer_edge.convert.cli import add_convert_parser
+    from fer_edge.edge.cli import add_subcommands as add_edge_commands
     from fer_edge.evaluate import add_eval_parser
-    from train.cli import add_data_parser, add_finetune_parser, add_train_parser
+    from fer_edge.train.cli import add_data_parser, add_finetune_parser, add_train_parser
 
     add_data_parser(sub)
     add_train_parser(sub)
@@ -26,7 +26,7 @@ def build_parser() -> OneLineParser:
     add_convert_parser(sub)
     add_edge_commands(sub)
     try:
-        from benchmarks.cli import add_bench_parsers
+        from fer_edge.benchmarks.cli import add_bench_parsers
     except ImportError:
         pass
     else:

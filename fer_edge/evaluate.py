@@ -12,22 +12,22 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.config import model_path as resolve_model
-from edge.contract import read_contract
-from edge.errors import ModelError
-from edge.fileio import atomic_write_text
-from edge.metrics import classification_report, format_report
+from fer_edge.edge.config import model_path as resolve_model
+from fer_edge.edge.contract import read_contract
+from fer_edge.edge.errors import ModelError
+from fer_edge.edge.fileio import atomic_write_text
+from fer_edge.edge.metrics import classification_report, format_report
 
 
 def predict(model_path: Path, x: np.ndarray, threads: int | None = None) -> np.ndarray:
     """Probabilities (N, K) for raw grey faces (N, S, S)."""
     if model_path.suffix == ".tflite":
-        from edge.classifier import Classifier
+        from fer_edge.edge.classifier import Classifier
 
         clf = Classifier(model_path, threads=threads)
         return clf.predict_batch(x)
     if model_path.suffix in (".keras", ".h5"):
-        from train.model import load_keras
+        from fer_edge.train.model import load_keras
 
         model = load_keras(model_path)
         return model.predict(x[..., None].astype(np.float32), batch_size=256, verbose=0)
@@ -35,7 +35,7 @@ def predict(model_path: Path, x: np.ndarray, threads: int | None = None) -> np.n
 
 
 def evaluate(model_path: str, data: str | None, split: str, threads: int | None = None) -> dict:
-    from train.data import load_fer2013
+    from fer_edge.train.data import load_fer2013
 
     path = resolve_model(model_path)
     if not path.is_file():

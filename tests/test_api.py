@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 from conftest import ROOT
+from fer_edge.edge.contract import read_contract
+from fer_edge.edge.errors import FerEdgeError
 
-from edge.contract import read_contract
-from edge.errors import FerEdgeError
 from fer_edge import EmotionRecognizer
 
 

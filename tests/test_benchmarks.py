@@ -15,13 +15,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import INT8, ROOT
-
-from benchmarks.accuracy import accuracy_markdown, int8_vs_float32, latency, write_accuracy_results
-from benchmarks.cli import main
-from benchmarks.report import pipeline_markdown
-from benchmarks.system import machine_info, machine_slug
-from benchmarks.throughput import BenchConfig, run_benchmark, runtime_defaults, standard_configs
-from edge.metrics import classification_report
+from fer_edge.benchmarks.accuracy import (
+    accuracy_markdown,
+    int8_vs_float32,
+    latency,
+    write_accuracy_results,
+)
+from fer_edge.benchmarks.cli import main
+from fer_edge.benchmarks.report import pipeline_markdown
+from fer_edge.benchmarks.system import machine_info, machine_slug
+from fer_edge.benchmarks.throughput import (
+    BenchConfig,
+    run_benchmark,
+    runtime_defaults,
+    standard_configs,
+)
+from fer_edge.edge.metrics import classification_report
 
 PIPELINE_STAGES = {"capture", "detect", "preprocess", "inference", "smoothing", "output", "total"}
 STAT_KEYS = {"p50_ms", "p90_ms", "p99_ms", "mean_ms"}
@@ -41,10 +50,10 @@ def bench_model(tmp_path_factory) -> Path:
     if INT8.is_file() and Path(f"{INT8}.json").is_file():
         return INT8
     pytest.importorskip("tensorflow")
-    from convert.tflite import convert_variant
-    from edge.contract import Contract, write_contract
-    from train.config import ModelConfig
-    from train.model import build_model, inference_model
+    from fer_edge.convert.tflite import convert_variant
+    from fer_edge.edge.contract import Contract, write_contract
+    from fer_edge.train.config import ModelConfig
+    from fer_edge.train.model import build_model, inference_model
 
     net = build_model(ModelConfig(backbone_weights="none", head_filters=(8,)))
     path = tmp_path_factory.mktemp("bench_model") / "fer_float32.tflite"
@@ -145,7 +154,7 @@ def test_a_failing_configuration_is_recorded_and_the_others_still_run(bench_mode
 
 
 def test_configuration_set_and_selection(bench_model, tmp_path, capsys):
-    from benchmarks.throughput import runtime_defaults
+    from fer_edge.benchmarks.throughput import runtime_defaults
 
     known, default = standard_configs(str(bench_model), "float.tflite")
     threads = 1 if runtime_defaults().threads != 1 else 2  # the alternative to the default

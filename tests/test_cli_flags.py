@@ -8,15 +8,15 @@ import json
 
 import pytest
 from conftest import run_cli
+from fer_edge.benchmarks.cli import add_bench_parsers
+from fer_edge.edge.cli import build_parser as edge_parser
+from fer_edge.edge.cliframe import HelpFormatter, command_parser
 
-from benchmarks.cli import add_bench_parsers
-from edge.cli import build_parser as edge_parser
-from edge.cliframe import HelpFormatter, command_parser
 from fer_edge.cli import build_parser as fer_edge_parser
 
 
 def bench_parser() -> argparse.ArgumentParser:
-    parser, sub = command_parser("python -m benchmarks", "benchmarks")
+    parser, sub = command_parser("python -m fer_edge.benchmarks", "benchmarks")
     add_bench_parsers(sub)
     return parser
 
@@ -34,8 +34,8 @@ ALL = [
     pair
     for root, build in (
         ("fer-edge", fer_edge_parser),
-        ("python -m edge", edge_parser),
-        ("python -m benchmarks", bench_parser),
+        ("python -m fer_edge.edge", edge_parser),
+        ("python -m fer_edge.benchmarks", bench_parser),
     )
     for pair in walk(build(), root)
 ]
@@ -45,7 +45,7 @@ def test_every_command_is_walked():
     names = {path for path, _ in ALL}
     for expected in ("fer-edge train", "fer-edge convert", "fer-edge run", "fer-edge bench"):
         assert expected in names
-    assert {"python -m edge run", "python -m benchmarks bench-accuracy"} <= names
+    assert {"python -m fer_edge.edge run", "python -m fer_edge.benchmarks bench-accuracy"} <= names
 
 
 @pytest.mark.parametrize("path,parser", ALL, ids=[p for p, _ in ALL])
@@ -108,9 +108,9 @@ def test_both_spellings_run(video, int8_model, tmp_path):
 
 
 def test_runtime_defaults_come_from_one_config():
-    from benchmarks.throughput import standard_configs
-    from edge.config import DEFAULTS
-    from edge.pipeline import PipelineConfig
+    from fer_edge.benchmarks.throughput import standard_configs
+    from fer_edge.edge.config import DEFAULTS
+    from fer_edge.edge.pipeline import PipelineConfig
 
     run = edge_parser().parse_args(["run"])
     for name in ("threads", "detector", "detect_width", "detect_every", "classify_every"):

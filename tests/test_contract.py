@@ -7,14 +7,13 @@ import json
 import cv2
 import numpy as np
 import pytest
-
-from edge.classifier import Classifier
-from edge.contract import Contract, read_contract, write_contract
-from edge.crop import crop_face, square_box
-from edge.detectors import YuNetDetector
-from edge.errors import ModelError
-from edge.pipeline import Pipeline, PipelineConfig
-from edge.sources import open_source
+from fer_edge.edge.classifier import Classifier
+from fer_edge.edge.contract import Contract, read_contract, write_contract
+from fer_edge.edge.crop import crop_face, square_box
+from fer_edge.edge.detectors import YuNetDetector
+from fer_edge.edge.errors import ModelError
+from fer_edge.edge.pipeline import Pipeline, PipelineConfig
+from fer_edge.edge.sources import open_source
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +31,8 @@ def personal_photo(tmp_path_factory, video):
 @pytest.mark.parametrize("model_fixture", ["int8_model", "float_model"])
 def test_training_and_runtime_feed_identical_tensors(personal_photo, model_fixture, request):
     pytest.importorskip("tensorflow")
-    from train.datasets import make_dataset
-    from train.personal import load_personal
+    from fer_edge.train.datasets import make_dataset
+    from fer_edge.train.personal import load_personal
 
     model = request.getfixturevalue(model_fixture)
     folder, photo = personal_photo
@@ -61,8 +60,8 @@ def test_training_and_runtime_feed_identical_tensors(personal_photo, model_fixtu
 
 def test_fer_images_are_fed_unchanged(archive, int8_model):
     pytest.importorskip("tensorflow")
-    from train.data import load_fer2013
-    from train.datasets import make_dataset
+    from fer_edge.train.data import load_fer2013
+    from fer_edge.train.datasets import make_dataset
 
     x, y = load_fer2013(archive).select("private")
     x, y = x[:16], y[:16]

@@ -7,9 +7,8 @@ import json
 import numpy as np
 import pytest
 from conftest import one_line_error, run_cli
-
-from edge.classifier import Classifier
-from edge.contract import read_contract
+from fer_edge.edge.classifier import Classifier
+from fer_edge.edge.contract import read_contract
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +41,7 @@ def converted(keras_model, archive, tmp_path_factory):
 
 
 def test_all_four_variants_run_and_agree_with_keras(converted, archive):
-    from train.data import load_fer2013
+    from fer_edge.train.data import load_fer2013
 
     report = json.loads((converted / "fer_convert.report.json").read_text())
     assert set(report["variants"]) == {"float32", "float16", "dynamic", "int8"}

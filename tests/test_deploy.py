@@ -228,7 +228,7 @@ def test_deploy_loopback(pi, tmp_path):
     probe = pi.ssh(f"{venv_python} -c 'import cv2, numpy, ai_edge_litert'")
     assert probe.returncode == 0, probe.stderr
     # The benchmark harness runs there without TensorFlow (its Keras baseline is skipped).
-    probe = pi.ssh(f"cd {pi_dir} && {venv_python} -m benchmarks bench --help")
+    probe = pi.ssh(f"cd {pi_dir} && {venv_python} -m fer_edge.benchmarks bench --help")
     assert probe.returncode == 0 and "--source" in probe.stdout, probe.stderr
 
     if shutil.which("systemd-analyze"):
@@ -396,7 +396,10 @@ def test_stage_holds_only_the_runtime(tmp_path):
     ]
     assert not list(stage.rglob("__pycache__"))
     unit = (stage / ".deploy" / "fer-edge.service").read_text()
-    assert f"ExecStart={pi_dir}/.venv/bin/python -m edge run --model models/{model.name}" in unit
+    assert (
+        f"ExecStart={pi_dir}/.venv/bin/python -m fer_edge.edge run --model models/{model.name}"
+        in unit
+    )
     assert "--headless --events logs/events.jsonl" in unit and "Restart=on-failure" in unit
     if shutil.which("systemd-analyze"):
         # verify checks that ExecStart exists: give it the venv python the Pi would have.

@@ -11,13 +11,12 @@ import cv2
 import numpy as np
 import pytest
 from conftest import ROOT, one_line_error, run_cli
-
-from edge.classifier import Classifier
-from edge.detectors import HaarDetector, YuNetDetector
-from edge.pipeline import Pipeline, PipelineConfig
-from edge.sources import open_source
-from edge.tracking import Tracker
-from edge.types import Box
+from fer_edge.edge.classifier import Classifier
+from fer_edge.edge.detectors import HaarDetector, YuNetDetector
+from fer_edge.edge.pipeline import Pipeline, PipelineConfig
+from fer_edge.edge.sources import open_source
+from fer_edge.edge.tracking import Tracker
+from fer_edge.edge.types import Box
 
 EVENT_KEYS = {"frame", "t", "track", "box", "label", "probs"}
 
@@ -83,7 +82,7 @@ def test_edge_package_never_imports_training_code():
 
 
 def test_pipeline_classifies_every_frame_of_a_video_file(video, int8_model):
-    from edge.detectors import make_detector
+    from fer_edge.edge.detectors import make_detector
 
     pipe = Pipeline(make_detector("yunet"), Classifier(int8_model), PipelineConfig(detect_every=3))
     with open_source(str(video)) as src:
@@ -225,7 +224,7 @@ def test_checks_reports_what_it_found(int8_model, video):
 def _start_run(*flags: str) -> subprocess.Popen:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.Popen(
-        [sys.executable, "-m", "edge", "run", *flags],
+        [sys.executable, "-m", "fer_edge.edge", "run", *flags],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -341,7 +340,7 @@ def test_live_stream_that_drops_is_reopened_with_backoff(video, int8_model, tmp_
             [
                 sys.executable,
                 "-m",
-                "edge",
+                "fer_edge.edge",
                 "run",
                 "--source",
                 f"http://127.0.0.1:{port}/",
@@ -397,7 +396,7 @@ def test_capture_saves_photos_for_stage_two(video, tmp_path):
 
 
 def test_classify_every_reuses_results_only_on_held_frames(video, int8_model):
-    from edge.detectors import make_detector
+    from fer_edge.edge.detectors import make_detector
 
     pipe = Pipeline(
         make_detector("yunet"),

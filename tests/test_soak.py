@@ -28,7 +28,7 @@ def test_10000_frames_with_flat_memory(video, int8_model, tmp_path):
         [
             sys.executable,
             "-m",
-            "edge",
+            "fer_edge.edge",
             "run",
             "--source",
             str(video),

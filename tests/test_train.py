@@ -9,16 +9,15 @@ import cv2
 import numpy as np
 import pytest
 from conftest import one_line_error, run_cli
-
-from edge.contract import read_contract
-from edge.sources import open_source
+from fer_edge.edge.contract import read_contract
+from fer_edge.edge.sources import open_source
 
 pytestmark = pytest.mark.slow
 
 
 def test_one_epoch_smoke_training_saves_a_model_that_loads_and_predicts(smoke_training):
     pytest.importorskip("tensorflow")
-    from train.model import load_keras
+    from fer_edge.train.model import load_keras
 
     out, proc = smoke_training
     for suffix in (".keras", ".h5", ".keras.json", ".config.json", ".report.json"):

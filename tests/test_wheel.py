@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-
-from edge.config import DEFAULT_MODEL_FILE, YUNET_FILE
+from fer_edge.edge.config import DEFAULT_MODEL_FILE, YUNET_FILE
 
 pytestmark = pytest.mark.slow
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 
-from edge.cliframe import add_dataclass_flags, build_dataclass
-from train.config import Stage1Config, Stage2Config
+from fer_edge.edge.cliframe import add_dataclass_flags, build_dataclass
+from fer_edge.train.config import Stage1Config, Stage2Config
 
 log = logging.getLogger(__name__)
 
@@ -18,8 +18,8 @@ def add_data_parser(sub) -> None:
 
 
 def cmd_data(args) -> int:
-    from edge.contract import FER2013_CLASSES
-    from train.data import SPLITS, cache_dir, load_fer2013
+    from fer_edge.edge.contract import FER2013_CLASSES
+    from fer_edge.train.data import SPLITS, cache_dir, load_fer2013
 
     data = load_fer2013(args.data or None)
     print(f"{data.source}  sha256 {data.sha256}  cache {cache_dir()}")
@@ -48,8 +48,8 @@ def add_finetune_parser(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from edge.metrics import format_report
-    from train.stage1 import run_stage1
+    from fer_edge.edge.metrics import format_report
+    from fer_edge.train.stage1 import run_stage1
 
     cfg = build_dataclass(Stage1Config, args)
     report = run_stage1(cfg)
@@ -60,8 +60,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_finetune(args) -> int:
-    from edge.metrics import format_report
-    from train.stage2 import run_stage2
+    from fer_edge.edge.metrics import format_report
+    from fer_edge.train.stage2 import run_stage2
 
     cfg = build_dataclass(Stage2Config, args)
     report = run_stage2(cfg)

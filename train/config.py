@@ -9,7 +9,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
-from edge.contract import DEFAULT_LABELS
+from fer_edge.edge.contract import DEFAULT_LABELS
 
 
 @dataclass(frozen=True)

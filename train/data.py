@@ -17,9 +17,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from edge.contract import DEFAULT_LABELS, FER2013_CLASSES
-from edge.errors import DataError
+from fer_edge.edge.contract import DEFAULT_LABELS, FER2013_CLASSES
+from fer_edge.edge.errors import DataError
 
 log = logging.getLogger(__name__)
 

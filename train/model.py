@@ -10,9 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
+from fer_edge.train.config import ModelConfig
 from keras import layers, ops
-
-from train.config import ModelConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_WEIGHTS = (
@@ -25,7 +24,7 @@ SHARED_WEIGHTS = (
 
 def load_keras(path: str | Path) -> keras.Model:
     """A saved fer-edge Keras model (.keras or .h5), or a one-line ModelError."""
-    from edge.errors import ModelError
+    from fer_edge.edge.errors import ModelError
 
     p = Path(path)
     if not p.is_file():
@@ -89,7 +88,7 @@ def _load_backbone_weights(backbone: keras.Model, cfg: ModelConfig) -> None:
     # layer by layer: our graph has extra preprocessing layers in front of the same names.
     size = cfg.backbone_size if cfg.backbone_size in (96, 128, 160, 192, 224) else 224
     if weights != "imagenet" and not Path(weights).is_file():
-        from edge.errors import ConfigError
+        from fer_edge.edge.errors import ConfigError
 
         raise ConfigError(f"--backbone_weights {weights}: file not found")
     ref = keras.applications.MobileNetV2(

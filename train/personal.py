@@ -7,12 +7,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from edge.contract import Contract
-from edge.crop import crop_face
-from edge.errors import DataError
-from edge.sources import IMAGE_SUFFIXES
-from edge.types import Frame
+from fer_edge.edge.contract import Contract
+from fer_edge.edge.crop import crop_face
+from fer_edge.edge.errors import DataError
+from fer_edge.edge.sources import IMAGE_SUFFIXES
+from fer_edge.edge.types import Frame
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from edge.contract import Contract, write_contract
-from edge.fileio import atomic_write_text
-from train.config import Stage1Config, dump
-from train.data import load_fer2013
-from train.datasets import balanced_class_weights, make_dataset, stratified_subset
+from fer_edge.edge.contract import Contract, write_contract
+from fer_edge.edge.fileio import atomic_write_text
+from fer_edge.train.config import Stage1Config, dump
+from fer_edge.train.data import load_fer2013
+from fer_edge.train.datasets import balanced_class_weights, make_dataset, stratified_subset
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +77,8 @@ def versions() -> dict:
 
 def init_weights(net, path: str) -> dict | None:
     """Copy the weights of an earlier run into `net`; returns that run's report, if any."""
-    from edge.errors import ConfigError
-    from train.model import load_keras, trained_net
+    from fer_edge.edge.errors import ConfigError
+    from fer_edge.train.model import load_keras, trained_net
 
     prior = trained_net(load_keras(path))
     try:
@@ -102,10 +101,9 @@ def _total(report: dict | None, key: str) -> float:
 def run_stage1(cfg: Stage1Config) -> dict:
     import keras
     import tensorflow as tf
-
-    from edge.errors import ConfigError
-    from edge.metrics import classification_report
-    from train.model import TTA_VIEWS, build_model, inference_model
+    from fer_edge.edge.errors import ConfigError
+    from fer_edge.edge.metrics import classification_report
+    from fer_edge.train.model import TTA_VIEWS, build_model, inference_model
 
     if cfg.tta not in TTA_VIEWS:
         raise ConfigError(f"--tta {cfg.tta!r}: choose from {', '.join(TTA_VIEWS)}")

@@ -14,15 +14,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from edge.contract import read_contract, write_contract
-from edge.detectors import make_detector
-from edge.errors import ConfigError
-from edge.fileio import atomic_write_text
-from train.config import Stage2Config, dump
-from train.data import load_fer2013
-from train.datasets import make_dataset
-from train.personal import holdout_split, load_personal
+from fer_edge.edge.contract import read_contract, write_contract
+from fer_edge.edge.detectors import make_detector
+from fer_edge.edge.errors import ConfigError
+from fer_edge.edge.fileio import atomic_write_text
+from fer_edge.train.config import Stage2Config, dump
+from fer_edge.train.data import load_fer2013
+from fer_edge.train.datasets import make_dataset
+from fer_edge.train.personal import holdout_split, load_personal
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +42,9 @@ def set_trainable_top(net, n: int) -> int:
 
 def run_stage2(cfg: Stage2Config) -> dict:
     import keras
-
-    from edge.metrics import classification_report
-    from train.model import inference_model, load_keras, trained_net
-    from train.stage1 import cosine_with_warmup, predict_probs, save_model_atomic
+    from fer_edge.edge.metrics import classification_report
+    from fer_edge.train.model import inference_model, load_keras, trained_net
+    from fer_edge.train.stage1 import cosine_with_warmup, predict_probs, save_model_atomic
 
     t0 = time.time()
     keras.utils.set_random_seed(cfg.seed)
