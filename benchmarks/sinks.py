@@ -2,7 +2,8 @@
 
     python -m benchmarks.sinks --source VIDEO [--rounds 3] [--compare-repo ../main]
 
-Each variant is a fresh `python -m fer_edge.edge run --headless --events /dev/null` on the same video;
+Each variant is a fresh `python -m fer_edge.edge run --headless --events /dev/null` on the same
+video;
 the variants take turns round by round, in rotating order, so background load hits them alike;
 the median FPS of each (the runtime's own closing line) is reported with its ratio to `plain`:
 

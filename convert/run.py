@@ -40,6 +40,13 @@ def run_convert(cfg: ConvertConfig) -> dict:
     model_path = Path(cfg.model)
     model = load_keras(model_path)
     base = read_contract(model_path)
+    if cfg.tta:
+        from fer_edge.train.model import TTA_VIEWS, inference_model, trained_net
+
+        if cfg.tta not in TTA_VIEWS:
+            raise ConfigError(f"--tta {cfg.tta!r}: choose from {', '.join(TTA_VIEWS)}")
+        model = inference_model(trained_net(model), cfg.tta)
+        base = base.with_(tta=cfg.tta)
     data = load_fer2013(cfg.data or None)
     x_tr, y_tr = data.select("train", base.labels, drop_test_duplicates=True)
     calib = x_tr[stratified_subset(y_tr, cfg.calibration, cfg.seed)]

@@ -22,7 +22,7 @@ VARIANTS = ("float32", "float16", "dynamic", "int8")
 
 @dataclass(frozen=True)
 class ConvertConfig:
-    model: str = "models/fer_mnv2.keras"  # Keras model with its .json contract beside it
+    model: str = "models/fer_student.h5"  # Keras model with its .json contract beside it
     out: str = "models"  # folder for <prefix>_<variant>.tflite (+ .json)
     prefix: str = "fer"  # file name prefix
     variants: tuple[str, ...] = VARIANTS  # which TFLite variants to write
@@ -41,6 +41,9 @@ class ConvertConfig:
     # -128 represents exactly; int8 is LiteRT's native full-integer type (uint8 is legacy).
     io_type: str = "int8"
     seed: int = 1337  # seed of the stratified calibration and check subsets
+    # Test-time views to wrap the trained network in before converting: none | flip | multi;
+    # "" keeps the graph as saved. The Keras reference is the re-wrapped graph too.
+    tta: str = ""
 
 
 def convert_variant(

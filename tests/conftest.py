@@ -19,7 +19,7 @@ YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
 MODELS = ROOT / "models"
 INT8 = MODELS / "fer_int8.tflite"
 FLOAT32 = MODELS / "fer_float32.tflite"
-KERAS = MODELS / "fer_mnv2.keras"
+KERAS = MODELS / "fer_student.h5"  # the Keras source of the default int8 model
 
 
 def need(path: Path) -> Path:

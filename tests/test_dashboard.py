@@ -62,7 +62,8 @@ def dashboard_run(video, model, tmp_path, *flags):
     log = tmp_path / "run.log"
     with open(log, "w") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "fer_edge.edge", "run", "--source", str(video), "--model", str(model),
+            [sys.executable, "-m", "fer_edge.edge", "run", "--source", str(video),
+             "--model", str(model),
              "--headless", "--realtime", "--loop", "--max_frames", "1800",
              "--dashboard", str(port), *flags],
             cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),

@@ -1,5 +1,6 @@
 """The MQTT sink against a real Mosquitto broker that each test starts on a random loopback port,
-with a real paho subscriber; the runtime runs the 480p video as a user would (python -m fer_edge.edge)."""
+with a real paho subscriber; the runtime runs the 480p video as a user would
+(python -m fer_edge.edge)."""
 
 from __future__ import annotations
 
@@ -149,7 +150,8 @@ def subscriber(port: int, username: str | None = None, password: str | None = No
 def run_edge(video, model, events, *flags, env=None, timeout=180):
     """`python -m fer_edge.edge run` on the video; a traceback on any thread fails the test."""
     proc = subprocess.run(
-        [sys.executable, "-m", "fer_edge.edge", "run", "--source", str(video), "--model", str(model),
+        [sys.executable, "-m", "fer_edge.edge", "run", "--source", str(video),
+         "--model", str(model),
          "--headless", "--events", str(events), "--mqtt-topic", PREFIX, *flags],
         cwd=ROOT,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {})),
