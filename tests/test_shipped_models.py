@@ -67,4 +67,4 @@ def test_seven_class_model(archive, tmp_path):
     assert read_contract(model).labels == SEVEN_LABELS
     r = evaluate(model, archive, tmp_path)
     assert r["n"] == 3589 and len(r["confusion"]) == 7
-    assert r["accuracy"] >= 0.65
+    assert r["accuracy"] >= 0.64  # 65.1% at commit time (mini-Xception: 65.9%)
