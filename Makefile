@@ -16,7 +16,7 @@ MODELS   ?= models
 KERAS    ?= $(MODELS)/fer_mnv2.keras
 # model the runtime uses
 MODEL    ?= $(MODELS)/fer_int8.tflite
-# camera index, picamera, file, folder or URL
+# what run, checks and capture read: camera index, picamera, file, folder or URL
 SOURCE   ?= 0
 # folder of <class>/*.jpg for `make finetune`
 PERSONAL ?=
