@@ -18,7 +18,7 @@ KERAS    ?= $(MODELS)/fer_student.h5
 TEACHER  ?= $(MODELS)/fer_mnv2.h5
 # model the runtime uses (empty = the runtime's default: $FER_EDGE_MODEL or the packaged int8)
 MODEL    ?=
-# camera index, picamera, file, folder or URL
+# what run, checks and capture read: camera index, picamera, file, folder or URL
 SOURCE   ?= 0
 # folder of <class>/*.jpg for `make finetune`
 PERSONAL ?=

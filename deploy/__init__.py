@@ -1,1 +1,1 @@
-"""Raspberry Pi deployment of the edge runtime (`make deploy`); see deploy/README-section.md."""
+"""Raspberry Pi deployment of the edge runtime (`make deploy`); see README.md, "Raspberry Pi"."""

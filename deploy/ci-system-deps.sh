@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Installs the system packages tests/test_deploy.py needs on a Debian machine (CI, a dev box):
+# Installs the system packages the deploy tests need on a Debian machine (CI, a dev box):
 # an OpenSSH server and client (the loopback "Pi"), rsync (the transfer), make (both
-# Makefiles), python3-venv (the "Pi" builds its venv) and systemd's analyzer (unit checks).
+# Makefiles), python3-venv (the "Pi" builds its venv) and systemd's analyzer (unit checks);
+# for the emulated arm64 Pi (tests/test_pi_emulated.py, deploy/pi/): debootstrap (builds its
+# Debian userland) and qemu-user-static (runs its arm64 programs through binfmt_misc, which
+# deploy/pi registers itself, so binfmt-support is not needed).
 # Idempotent: apt-get update runs only when a package is missing, so a warm machine spends
 # no time here. Needs root (CI runs as root).
 set -euo pipefail
 
-wanted=(openssh-server openssh-client rsync make python3-venv systemd)
+wanted=(openssh-server openssh-client rsync make python3-venv systemd debootstrap qemu-user-static)
 
 missing=()
 for pkg in "${wanted[@]}"; do

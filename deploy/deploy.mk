@@ -1,41 +1,84 @@
-# Raspberry Pi deploy (issue #6). The top-level Makefile includes this file; it also runs
+# Raspberry Pi deploy (issues #6, #10). The top-level Makefile includes this file; it also runs
 # alone from the project root: make -f deploy/deploy.mk deploy PI=pi@raspberrypi.local
 # The logic lives in deploy/ (python -m deploy); these targets only pass variables on.
+#
+# Names: deploy's own settings start with PI_, DEPLOY_, MQTT or DASHBOARD, so the top-level
+# Makefile's defaults for a local run (SOURCE=0, PYTHON=python3) never reach the Pi. Two
+# top-level names apply here on purpose: MODEL (the model file is the same), and SOURCE when
+# you give it yourself (command line or environment): make deploy PI=... SOURCE=clip.mp4.
 
+# user@host of the Pi, or a Host from ~/.ssh/config (required by deploy, status, logs, undeploy)
 PI ?=
-# Folder on the Pi, relative to its home; deploy owns it (rsync --delete mirrors into it).
+# folder on the Pi, relative to its home; deploy owns it (rsync --delete mirrors into it)
 PI_DIR ?= fer-edge
-# The model to deploy (empty = the runtime's default model).
-MODEL ?=
-# What the service reads: picamera, a camera index, a video file or a stream URL.
-SOURCE ?= picamera
-# Extra ssh options, e.g. SSH_OPTS="-p 2222 -i ~/.ssh/pi_key".
+# what the Pi's service reads: picamera, a camera index, a video file, a URL (SOURCE=x sets it too)
+PI_SOURCE ?= picamera
+# extra ssh options, e.g. SSH_OPTS="-p 2222 -i ~/.ssh/pi_key"
 SSH_OPTS ?=
-# YuNet .onnx; empty = the runtime's search (models/, then ../shared/models/).
+# YuNet .onnx to deploy; empty = the runtime's search (models/, then ../shared/models/)
 YUNET ?=
-# undeploy: PURGE=1 also deletes PI_DIR (venv, logs).
+# undeploy: PURGE=1 also deletes PI_DIR (venv, logs)
 PURGE ?=
-PYTHON ?= .venv/bin/python
+# broker the Pi's service publishes to: mqtt://[user@]host[:port] or mqtts://...; empty = none
+MQTT ?=
+# local file with the MQTT password; it goes to the Pi readable only by the service user
+MQTT_PASSWORD_FILE ?=
+# port of the Pi service's dashboard (on the Pi's 127.0.0.1: ssh -L PORT:127.0.0.1:PORT); empty = none
+DASHBOARD ?=
+# Run alone (make -f deploy/deploy.mk), the top-level Makefile has not set VENV.
+ifndef VENV
+VENV := .venv
+endif
+# local Python that runs deploy/ (the project's venv: staging reads the detector with OpenCV)
+DEPLOY_PYTHON ?= $(VENV)/bin/python
+# emulated Pi OS for pi-emulator and test-pi: bookworm (Python 3.11) or trixie (Python 3.13)
+PI_OS ?= bookworm
 
-# Single-quote a value for the shell, so SSH_OPTS with spaces arrives as one argument.
-deploy_q = '$(subst ','\'',$(1))'
+# A value given by the user (command line or environment), as opposed to a makefile default.
+deploy_given = $(filter command line environment environment override override,$(origin $(1)))
+deploy_source = $(if $(call deploy_given,PI_SOURCE),$(PI_SOURCE),$(if \
+	$(call deploy_given,SOURCE),$(SOURCE),$(PI_SOURCE)))
+deploy_model = $(or $(MODEL),models/fer_int8.tflite)
+
+# Quote a value for the shell only when it needs it, so `make -n deploy` stays readable
+# (--source=picamera) and SSH_OPTS with spaces still arrives as one argument.
+deploy_space := $(subst ,, )
+deploy_tab := $(subst ,,	)
+deploy_meta := ' " ` $$ \ ; & | < > ( ) * ? [ ] { } ~ ! \#
+deploy_unsafe = $(or $(findstring $(deploy_space),$(1)),$(findstring $(deploy_tab),$(1)),$(strip \
+	$(foreach c,$(deploy_meta),$(findstring $(c),$(1)))))
+deploy_q = $(if $(and $(1),$(if $(call deploy_unsafe,$(1)),,x)),$(1),'$(subst ','\'',$(1))')
 DEPLOY_TARGET = --pi=$(call deploy_q,$(PI)) --pi_dir=$(call deploy_q,$(PI_DIR)) \
 	--ssh_opts=$(call deploy_q,$(SSH_OPTS))
+deploy_run = $(call deploy_q,$(DEPLOY_PYTHON)) -m deploy
 
-.PHONY: deploy deploy-status logs undeploy deploy-check-wheels
+.PHONY: deploy deploy-status logs undeploy deploy-check-wheels deploy-python pi-emulator test-pi
 
-deploy: ## copy the runtime + MODEL to PI:PI_DIR over SSH, install it, (re)start its service
-	$(PYTHON) -m deploy deploy $(DEPLOY_TARGET) $(if $(MODEL),--model=$(call deploy_q,$(MODEL))) \
-		--source=$(call deploy_q,$(SOURCE)) $(if $(YUNET),--yunet_model=$(call deploy_q,$(YUNET)))
+deploy-python:
+	@command -v $(call deploy_q,$(DEPLOY_PYTHON)) >/dev/null || { echo "make: $(DEPLOY_PYTHON) \
+	not found; run make setup-edge first, or pass DEPLOY_PYTHON=path/to/python" >&2; exit 2; }
 
-deploy-status: ## the Pi service's state (systemctl) and its last events
-	$(PYTHON) -m deploy status $(DEPLOY_TARGET)
+deploy: deploy-python ## copy the runtime + MODEL to PI:PI_DIR over SSH, install it, (re)start its service
+	$(deploy_run) deploy $(DEPLOY_TARGET) --model=$(call deploy_q,$(deploy_model)) \
+		--source=$(call deploy_q,$(deploy_source))$(if $(YUNET), \
+		--yunet_model=$(call deploy_q,$(YUNET)))$(if $(MQTT), --mqtt=$(call deploy_q,$(MQTT)))$(if \
+		$(MQTT_PASSWORD_FILE), --mqtt-password-file=$(call deploy_q,$(MQTT_PASSWORD_FILE)))$(if \
+		$(DASHBOARD), --dashboard=$(call deploy_q,$(DASHBOARD)))
 
-logs: ## follow the Pi's events file (Ctrl-C to stop)
-	$(PYTHON) -m deploy logs $(DEPLOY_TARGET)
+deploy-status: deploy-python ## the Pi service's state (systemctl) and its last events
+	$(deploy_run) status $(DEPLOY_TARGET)
 
-undeploy: ## stop, disable and remove the Pi service; keeps PI_DIR unless PURGE=1
-	$(PYTHON) -m deploy undeploy $(DEPLOY_TARGET) $(if $(PURGE),--purge)
+logs: deploy-python ## follow the Pi's events file (Ctrl-C to stop)
+	$(deploy_run) logs $(DEPLOY_TARGET)
 
-deploy-check-wheels: ## check that the edge requirements have aarch64 wheels for Pi OS (Py 3.11, 3.13)
-	$(PYTHON) -m deploy check-wheels
+undeploy: deploy-python ## stop, disable and remove the Pi service; keeps PI_DIR unless PURGE=1
+	$(deploy_run) undeploy $(DEPLOY_TARGET) $(if $(PURGE),--purge)
+
+deploy-check-wheels: deploy-python ## check that the edge requirements have aarch64 wheels for Pi OS (Py 3.11, 3.13)
+	$(deploy_run) check-wheels
+
+pi-emulator: deploy-python ## an emulated arm64 Pi (PI_OS) with sshd on 127.0.0.1 to deploy to; Ctrl-C stops it (root)
+	$(call deploy_q,$(DEPLOY_PYTHON)) -m deploy.pi run --os=$(call deploy_q,$(PI_OS))
+
+test-pi: deploy-python ## the emulated-Pi checks: deploy to arm64 Bookworm and Trixie, compare with x86 (root)
+	$(call deploy_q,$(DEPLOY_PYTHON)) -m pytest -q -s tests/test_pi_emulated.py tests/test_picamera.py $(ARGS)

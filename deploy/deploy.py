@@ -20,6 +20,9 @@ from deploy.stage import (
     StageError,
     build,
     build_into,
+    check_dashboard,
+    check_mqtt,
+    check_password_file,
     check_pi_dir,
     check_source,
     resolve_yunet,
@@ -52,11 +55,15 @@ def remote_from(args) -> tuple[Remote, str]:
 
 def stage_config(args, pi_dir: str) -> StageConfig:
     try:
+        mqtt = check_mqtt(args.mqtt)
         return StageConfig(
             model=Path(args.model),
             yunet=resolve_yunet(args.yunet_model),
             source=check_source(args.source),
             pi_dir=pi_dir,
+            mqtt=mqtt,
+            mqtt_password_file=check_password_file(args.mqtt_password_file, mqtt),
+            dashboard=check_dashboard(args.dashboard),
         )
     except StageError as exc:
         raise StepError("stage", str(exc)) from None
@@ -195,6 +202,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--yunet_model", default=None, help="YuNet .onnx (default: models/, then ../shared/models/)"
     )
     what.add_argument("--source", default="picamera", help="what the service reads")
+    what.add_argument(
+        "--mqtt", default="", help="broker the service publishes to, mqtt://[user@]host[:port]"
+    )
+    what.add_argument(
+        "--mqtt-password-file",
+        default=None,
+        help="local file with the MQTT password; shipped mode 600, never on a command line",
+    )
+    what.add_argument(
+        "--dashboard", default=None, help="the service's dashboard port (None = no dashboard)"
+    )
 
     parser = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -22,6 +22,7 @@ RSYNC_OPTS = (
     # __pycache__ next to edge/ at the first run).
     "--exclude=/.venv/",
     "--exclude=/logs/",
+    "--exclude=/benchmarks/results/",  # `make bench` results on the Pi outlive a redeploy
     "--exclude=__pycache__/",
     "--out-format=%i %n%L",
 )

@@ -9,18 +9,21 @@ Layout of a stage (and so of PI_DIR on the Pi):
     models/NAME.tflite(.json)     the model and its preprocessing contract
     models/YUNET.onnx             the face detector
     .deploy/                      remote.sh, rotate-events.sh, systemd units, config.mk
+    .deploy/mqtt-password         only with MQTT_PASSWORD_FILE: mode 600, the service user's
 
 Everything is generated from its source of truth each time, so a stage is never stale.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+from urllib.parse import urlsplit
 
 try:
     import tomllib
@@ -31,6 +34,8 @@ HERE = Path(__file__).resolve().parent
 PROJECT_ROOT = HERE.parent
 UNITS = ("fer-edge.service", "fer-edge-rotate.service", "fer-edge-rotate.timer")
 EVENTS = "logs/events.jsonl"
+# Where the MQTT password lands on the Pi (relative to PI_DIR, the service's working folder).
+MQTT_PASSWORD = ".deploy/mqtt-password"
 # PI_DIR is used unquoted in systemd units and make; this set needs no escaping in either.
 SAFE_DIR = re.compile(r"[A-Za-z0-9._/+-]+")
 
@@ -45,6 +50,9 @@ class StageConfig:
     yunet: Path  # YuNet .onnx for cv2.FaceDetectorYN
     source: str  # what the service reads: picamera, a camera index, a file or a URL
     pi_dir: str  # remote folder, relative to the remote home unless absolute
+    mqtt: str = ""  # broker URL for the service's --mqtt ('' = no MQTT)
+    mqtt_password_file: Path | None = None  # local file; shipped mode 600 as MQTT_PASSWORD
+    dashboard: int | None = None  # the service's --dashboard PORT (None = no dashboard)
     events_max_bytes: int = 10 * 1024 * 1024  # rotate the events file past this size ...
     events_keep: int = 5  # ... keeping this many gzipped generations
 
@@ -75,6 +83,51 @@ def check_source(source: str) -> str:
             "without spaces, quotes, $ or #"
         )
     return source
+
+
+def check_mqtt(url: str) -> str:
+    """A broker URL that can sit in a systemd unit and holds no password."""
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise StageError(f"MQTT={url}: {exc}; give mqtt://[user@]host[:port]") from None
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise StageError(f"MQTT={url}: give mqtt://[user@]host[:port] or mqtts://...")
+    if parts.password is not None:
+        # The URL ends up in the unit's ExecStart, which any local user can read (ps, systemctl).
+        raise StageError(
+            "MQTT=...: the URL holds a password, which would be visible in the service's "
+            "command line; remove it and pass MQTT_PASSWORD_FILE=path/to/file instead"
+        )
+    if re.search(r"[\s'\"\\$#]", url):
+        raise StageError(f"MQTT={url}: no spaces, quotes, $ or # in the broker URL")
+    return url
+
+
+def check_dashboard(port: str | int | None) -> int | None:
+    if port in (None, ""):
+        return None
+    try:
+        value = int(port)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 65535:
+        raise StageError(f"DASHBOARD={port}: give a TCP port number (1-65535), e.g. 8080")
+    return value
+
+
+def check_password_file(path: str | None, mqtt: str) -> Path | None:
+    if not path:
+        return None
+    if not mqtt:
+        raise StageError("MQTT_PASSWORD_FILE is set but MQTT is not; pass MQTT=mqtt://host too")
+    file = Path(path)
+    if not file.is_file():
+        raise StageError(f"MQTT_PASSWORD_FILE={path}: no such file")
+    return file
 
 
 def edge_requirements(pyproject: Path = PROJECT_ROOT / "pyproject.toml") -> list[str]:
@@ -151,6 +204,13 @@ def render(template: str, cfg: StageConfig) -> str:
         "--events",
         EVENTS,
     ]
+    # Only when set, so a deploy without them runs exactly as before.
+    if cfg.mqtt:
+        exec_args += ["--mqtt", cfg.mqtt]
+    if cfg.mqtt_password_file:
+        exec_args += ["--mqtt-password-file", MQTT_PASSWORD]
+    if cfg.dashboard:
+        exec_args += ["--dashboard", str(cfg.dashboard)]
     return Template(template).substitute(
         root=root,
         python=f"{root}/.venv/bin/python",
@@ -192,6 +252,20 @@ def build(cfg: StageConfig, out: Path) -> None:
         shutil.copy2(HERE / name, meta / name)
     for name in (*UNITS, "config.mk"):
         (meta / name).write_text(render((HERE / "templates" / f"{name}.in").read_text(), cfg))
+    if cfg.mqtt_password_file:
+        write_secret(cfg.mqtt_password_file, out / MQTT_PASSWORD)
+
+
+def write_secret(src: Path, dest: Path) -> None:
+    """Copy a secret created 0600 from the start (never briefly readable); rsync -a keeps the
+    mode, and the file on the Pi belongs to the SSH user, who is the service's user."""
+    try:
+        data = src.read_bytes()
+    except OSError as exc:
+        raise StageError(f"MQTT_PASSWORD_FILE={src}: cannot read ({exc.strerror})") from None
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 def build_into(cfg: StageConfig, out: Path) -> None:

@@ -121,3 +121,52 @@ def smoke_training(tmp_path_factory, archive):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc
+
+
+def pi_os_selected(name: str) -> None:
+    """Skip (fail in CI) unless the emulated Pi can run here and is wanted.
+
+    FER_EDGE_SKIP_PI=1 skips every emulated-Pi test; FER_EDGE_PI_OS=bookworm keeps one OS."""
+    if os.environ.get("FER_EDGE_SKIP_PI") == "1":
+        pytest.skip("FER_EDGE_SKIP_PI=1: emulated-Pi tests skipped")
+    wanted = os.environ.get("FER_EDGE_PI_OS", "")
+    if wanted and name not in wanted.split(","):
+        pytest.skip(f"FER_EDGE_PI_OS={wanted}: {name} not selected")
+    from deploy.pi.rootfs import QEMU, EmulatorError, require_root, require_tools
+
+    try:
+        require_root("the emulated Pi")
+        require_tools("debootstrap", QEMU, "unshare", "chroot", "ssh", "ssh-keygen", "rsync")
+    except EmulatorError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))  # CI must run these tests, not quietly skip them
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session", params=["bookworm", "trixie"])
+def emulated_pi(request):
+    """A fresh emulated Raspberry Pi (deploy/pi: an arm64 Pi OS userland under qemu-user)
+    with its own arm64 sshd on 127.0.0.1, a `pi` user and a key; host-key checking on.
+
+    Builds the rootfs on first use (~5 min, then cached by recipe). After the tests it stops
+    and must leave no process and no mount behind."""
+    import time
+
+    from deploy.pi.emulator import EmulatedPi
+    from deploy.pi.rootfs import build_meta, ensure_rootfs, pi_os
+
+    pi_os_selected(request.param)
+    t0 = time.monotonic()
+    tar = ensure_rootfs(pi_os(request.param))
+    built = build_meta(tar).get("build_seconds")
+    t1 = time.monotonic()
+    pi = EmulatedPi(pi_os(request.param)).start()
+    how = "cached" if t1 - t0 < 60 else "built now"
+    took = f", build took {built:.0f} s" if built else ""
+    print(f"\nemulated Pi {pi.os.label}: rootfs {tar.name} ({how}{took}), ", end="")
+    print(f"up in {time.monotonic() - t1:.0f} s")
+    try:
+        yield pi
+    finally:
+        pi.stop()
+        assert not pi.processes() and not pi.mounts() and not pi.dir.exists()

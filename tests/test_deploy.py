@@ -160,7 +160,7 @@ def make(target: str, pi: Pi, pi_dir: Path, model: Path, *extra: str):
         f"PI_DIR={pi_dir}",
         f"SSH_OPTS={pi.ssh_opts}",
         f"MODEL={model}",
-        f"PYTHON={sys.executable}",
+        f"DEPLOY_PYTHON={sys.executable}",
         *extra,
     ]
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -432,7 +432,8 @@ def test_make_deploy_without_pi_says_how():
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     proc = subprocess.run(
-        ["make", "-s", "-f", "deploy/deploy.mk", "deploy", "PI=", f"PYTHON={sys.executable}"],
+        ["make", "-s", "-f", "deploy/deploy.mk", "deploy", "PI="]
+        + [f"DEPLOY_PYTHON={sys.executable}"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -51,8 +51,9 @@ def test_runtime_works_with_tensorflow_unimportable(video, int8_model, tmp_path)
     # None in sys.modules makes `import tensorflow` (and keras, train, convert) raise ImportError.
     code = (
         "import sys\n"
-        "for m in ('tensorflow', 'keras', 'tf_keras', 'train', 'convert'): sys.modules[m] = None\n"
-        "from edge.cli import main\n"
+        "for m in ('tensorflow', 'keras', 'tf_keras', 'fer_edge.train', 'fer_edge.convert'):\n"
+        "    sys.modules[m] = None\n"
+        "from fer_edge.edge.cli import main\n"
         f"rc = main(['run', '--source', {str(video)!r}, '--model', {str(int8_model)!r},"
         f" '--headless', '--events', {str(events)!r}, '--max-frames', '40'])\n"
         "assert 'tensorflow' not in [k for k, v in sys.modules.items() if v is not None]\n"

@@ -198,7 +198,7 @@ def test_plain_run_imports_no_mqtt_or_dashboard_code(video, int8_model, tmp_path
     ]
     code = (
         "import sys\n"
-        "from edge.cli import main\n"
+        "from fer_edge.edge.cli import main\n"
         "rc = main(sys.argv[1:])\n"
         f"print([m for m in {sink_modules!r} if m in sys.modules])\n"
         "sys.exit(rc)\n"

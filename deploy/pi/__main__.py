@@ -1,0 +1,81 @@
+"""`python -m deploy.pi build|run`: build the emulated Pi's rootfs, or run one until Ctrl-C.
+
+`make pi-emulator PI_OS=bookworm` runs it and prints the `make deploy` line that reaches it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+
+from deploy.pi.emulator import CPUS, EmulatedPi
+from deploy.pi.rootfs import OSES, EmulatorError, build_meta, ensure_rootfs, pi_os
+
+PROG = "pi-emulator"
+
+
+def cmd_build(args) -> None:
+    names = list(OSES) if args.os == "all" else [args.os]
+    for name in names:
+        out = ensure_rootfs(pi_os(name))
+        seconds = build_meta(out).get("build_seconds")
+        built = f", built in {seconds:.0f} s" if seconds else ""
+        print(f"{PROG}: {pi_os(name).label}: {out}{built}")
+
+
+def cmd_run(args) -> None:
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    pi = EmulatedPi(pi_os(args.os), port=args.port, cpu=args.cpu)
+    with pi:
+        print(
+            f"{PROG}: {pi.os.label} on an emulated {pi.cpu} (qemu-user), "
+            f"sshd on 127.0.0.1:{pi.port}\n"
+            f'  make deploy PI={pi.target} SSH_OPTS="{pi.ssh_opts}" SOURCE=/home/pi/clip.mp4\n'
+            f"  ssh {pi.ssh_opts} {pi.target}\n"
+            f"Ctrl-C stops it and deletes it ({pi.dir}).",
+            flush=True,
+        )
+        try:
+            while pi._proc.poll() is None:
+                time.sleep(1)
+            print(f"{PROG}: sshd exited: {pi.sshd_log()[-500:]}", file=sys.stderr)
+        except KeyboardInterrupt:
+            pass
+    print(f"{PROG}: stopped; no processes or mounts left")
+
+
+def main(argv: list[str] | None = None) -> int:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.pi", description=__doc__.splitlines()[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("build", formatter_class=fmt, help="build (or find cached) rootfs tarballs")
+    p.add_argument("--os", default="all", choices=[*OSES, "all"], help="which Pi OS")
+    p.set_defaults(func=cmd_build)
+    p = sub.add_parser("run", formatter_class=fmt, help="run an emulated Pi until Ctrl-C")
+    p.add_argument("--os", default="bookworm", choices=list(OSES), help="which Pi OS")
+    p.add_argument("--port", type=int, default=0, help="sshd port on 127.0.0.1 (0 = a free one)")
+    p.add_argument(
+        "--cpu", default="cortex-a72", choices=list(CPUS), help="a72 = Pi 4's CPU, a76 = Pi 5's"
+    )
+    p.set_defaults(func=cmd_run)
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except EmulatorError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
