@@ -9,16 +9,17 @@ replaced (see benchmarks/baseline.py). A configuration that fails is recorded as
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
+from benchmarks.configs import BenchConfig, runtime_defaults, standard_configs
 from benchmarks.system import machine_info, software_info
 from benchmarks.timing import FramePlan, Skipped, time_frames
+
+__all__ = ["BenchConfig", "run_benchmark", "runtime_defaults", "standard_configs"]
 
 log = logging.getLogger(__name__)
 
@@ -27,112 +28,88 @@ LIVE_FRAMES = 300  # frames timed from a camera when --frames is 0 (a camera nev
 OUTPUT_STAGE = "JSON Lines events (edge.sinks.EventWriter) written to os.devnull"
 
 
-@dataclass(frozen=True)
-class BenchConfig:
-    """One configuration. Pipeline ones come from `standard_configs`, which starts from the
-    runtime's own defaults; the field defaults here only suit the decode and baseline kinds."""
-
-    name: str  # key in the results
-    kind: str = "pipeline"  # pipeline | decode (source only) | baseline (the original approach)
-    model: str = ""  # .tflite with its .json contract (pipeline only)
-    detector: str = ""  # yunet | haar
-    detect_width: int = 0  # the detector sees a copy this wide (0 = full frame)
-    detect_every: int = 1  # detector runs every N frames; boxes are held in between
-    threads: int = 1  # interpreter threads
-    yunet_model: str | None = None  # YuNet .onnx (None = the runtime's default search)
-    classify_every: int = 1  # classifier runs every N frames on held boxes
-
-    def describe(self) -> str:
-        if self.kind == "decode":
-            return "decode only (the ceiling)"
-        if self.kind == "baseline":
-            from benchmarks.baseline import DESCRIPTION
-
-            return DESCRIPTION
-        precision = os.path.basename(self.model).removesuffix(".tflite").removeprefix("fer_")
-        width = f"{self.detect_width} px" if self.detect_width else "full frame"
-        return (
-            f"{precision}, {self.detector} at {width}, detect every {self.detect_every}, "
-            f"{self.threads} thread{'s' if self.threads > 1 else ''}"
-            + (f", classify every {self.classify_every}" if self.classify_every > 1 else "")
-        )
-
-    def to_json(self) -> dict:
-        if self.kind != "pipeline":
-            return {"kind": self.kind, "description": self.describe()}
-        return {**asdict(self), "description": self.describe()}
-
-
-def runtime_defaults() -> argparse.Namespace:
-    """The defaults of `fer-edge run` (detector, widths, threads), read from its own parser."""
-    from edge.cli import add_runtime_flags
-
-    parser = argparse.ArgumentParser(add_help=False)
-    add_runtime_flags(parser)
-    return parser.parse_args([])
-
-
-def standard_configs(
-    model: str, float_model: str, yunet_model: str | None = None
-) -> tuple[dict[str, BenchConfig], list[str]]:
-    """Every known configuration by name, and the names `fer-edge bench` runs by default."""
-    d = runtime_defaults()
-    base = BenchConfig(
-        "default",
-        "pipeline",
-        str(model),
-        d.detector,
-        d.detect_width,
-        d.detect_every,
-        d.threads,
-        yunet_model,
-        d.classify_every,
-    )
-    other = "haar" if base.detector == "yunet" else "yunet"
-    every = 1 if base.detect_every != 1 else 2
-    configs = [
-        base,
-        replace(base, name="float32", model=str(float_model)),
-        replace(base, name=other, detector=other),
-        replace(base, name=f"detect_every_{every}", detect_every=every),
-        replace(base, name="classify_every_2", classify_every=2)
-        if base.classify_every == 1
-        else replace(base, name="classify_every_1", classify_every=1),
-        *(replace(base, name=f"threads_{t}", threads=t) for t in (1, 2, 4) if t != base.threads),
-        BenchConfig("decode", "decode"),
-        BenchConfig("baseline", "baseline"),
-    ]
-    cores = os.cpu_count() or 1
-    # More threads than cores only measures contention; it stays selectable with --configs.
-    chosen = [c.name for c in configs if c.kind != "pipeline" or c.threads <= max(2, cores)]
-    return {c.name: c for c in configs}, chosen
-
-
-def run_pipeline(cfg: BenchConfig, plan: FramePlan) -> tuple[dict, dict]:
+def build_pipeline(cfg: BenchConfig):
+    """The runtime's Pipeline as this configuration sets it up."""
     from edge.classifier import Classifier
     from edge.detectors import make_detector
     from edge.pipeline import Pipeline, PipelineConfig
-    from edge.sinks import EventWriter
 
     if not os.path.isfile(cfg.model):
         raise Skipped(f"{cfg.model}: model not found (pass --model / --float_model)")
-    classifier = Classifier(cfg.model, threads=cfg.threads)
+    classifier = Classifier(
+        cfg.model, threads=cfg.threads, batch=cfg.batch, zero_copy=cfg.zero_copy
+    )
     detector = make_detector(cfg.detector, width=cfg.detect_width, yunet_model=cfg.yunet_model)
-    config = PipelineConfig(detect_every=cfg.detect_every, classify_every=cfg.classify_every)
-    pipeline = Pipeline(detector, classifier, config)
-    with EventWriter(os.devnull, classifier.labels) as events:
+    config = PipelineConfig(
+        detect_every=cfg.detect_every,
+        classify_every=cfg.classify_every,
+        full_detect_every=cfg.full_detect_every,
+        adaptive_width=cfg.adaptive_width,
+        alpha_per_frame=cfg.alpha_per_frame,
+        max_faces=cfg.max_faces,
+    )
+    return Pipeline(detector, classifier, config)
 
-        def step(frame):
-            result = pipeline.process(frame)
-            t0 = time.perf_counter()
-            events.write(result)
-            return {**result.timings, "output": time.perf_counter() - t0}, len(result.faces)
 
-        timed = time_frames(plan, step, cfg.name)
+@contextlib.contextmanager
+def thread_plan(cfg: BenchConfig):
+    """OpenCV's thread count for this configuration, restored afterwards."""
+    import cv2
+
+    from edge.pipeline import apply_thread_plan
+
+    previous = apply_thread_plan(cfg.cv_threads)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
+
+
+def run_pipeline(cfg: BenchConfig, plan: FramePlan) -> tuple[dict, dict]:
+    from edge.sinks import EventWriter
+
+    labels: dict[int, list] = {}  # frame index -> [(box, label index)], for agreement
+    with thread_plan(cfg):
+        pipeline = build_pipeline(cfg)
+        classifier = pipeline.classifier
+        with EventWriter(os.devnull, classifier.labels) as events:
+
+            def step(frame):
+                result = pipeline.process(frame)
+                t0 = time.perf_counter()
+                events.write(result)
+                labels[frame.index] = [(f.box, f.label_index()) for f in result.faces]
+                return {**result.timings, "output": time.perf_counter() - t0}, len(result.faces)
+
+            timed = time_frames(plan, step, cfg.name)
     summary = timed.summary()
     summary["interpreter"] = f"{classifier.backend} {classifier.backend_version}"
     summary["model_input"] = f"{classifier.input_dtype} {list(classifier.input_shape)}"
+    summary["passes"] = dict(pipeline.counts)
+    summary["_labels"] = labels  # removed by run_benchmark once agreement is computed
     return summary, timed.samples
+
+
+def agreement(reference: dict[int, list], labels: dict[int, list]) -> dict:
+    """Share of the reference's faces that this run found (IoU >= 0.3) with the same label."""
+    faces = found = same = 0
+    for index, ref_faces in reference.items():
+        got = labels.get(index)
+        if got is None:
+            continue
+        for box, label in ref_faces:
+            faces += 1
+            best = max(got, key=lambda g: g[0].iou(box), default=None)
+            if best is not None and best[0].iou(box) >= 0.3:
+                found += 1
+                same += best[1] == label
+    if not faces:
+        return {"faces": 0}
+    return {
+        "faces": faces,
+        "found": round(found / faces, 4),
+        "label_agreement": round(same / faces, 4),
+    }
 
 
 def run_decode(cfg: BenchConfig, plan: FramePlan) -> tuple[dict, dict]:
@@ -218,6 +195,16 @@ def run_benchmark(
             log.warning("%s failed: %s", cfg.name, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             entry["error"] = f"{type(exc).__name__}: {exc}"
         results[cfg.name] = entry
+    by_name = {c.name: c for c in configs}
+    for name, entry in results.items():
+        ref = by_name[name].reference
+        if "_labels" in entry and ref in results and "_labels" in results[ref]:
+            entry["agreement"] = {
+                "reference": ref,
+                **agreement(results[ref]["_labels"], entry["_labels"]),
+            }
+    for entry in results.values():
+        entry.pop("_labels", None)
     result = {
         "kind": "pipeline",
         "created": datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -236,10 +223,13 @@ def run_benchmark(
     ratio = speedup(results)
     if ratio is not None:
         result["speedup_vs_baseline"] = ratio
+    ratio = speedup(results, "v1-default")
+    if ratio is not None:
+        result["speedup_vs_v1"] = ratio
     return result, samples
 
 
-def speedup(results: dict) -> float | None:
-    """Default FPS / original-approach FPS, when both ran."""
-    fps = [results.get(name, {}).get("fps") for name in ("default", "baseline")]
+def speedup(results: dict, over: str = "baseline") -> float | None:
+    """Default FPS / another configuration's FPS (the original approach), when both ran."""
+    fps = [results.get(name, {}).get("fps") for name in ("default", over)]
     return round(fps[0] / fps[1], 2) if all(fps) else None

@@ -35,6 +35,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def add_runtime_flags(p: argparse.ArgumentParser, source_default: str = "0") -> None:
     """Flags shared by run, capture and the benchmark: model, detector, source."""
     p.add_argument(
@@ -67,6 +74,28 @@ def add_runtime_flags(p: argparse.ArgumentParser, source_default: str = "0") -> 
         type=positive_int,
         default=2,
         help="classify every N frames; frames with held boxes in between reuse the last result",
+    )
+    p.add_argument(
+        "--full-detect-every",
+        type=non_negative_int,
+        default=10,
+        help="search the whole frame every N frames; detection passes in between look only "
+        "around tracked faces (0 = always the whole frame)",
+    )
+    p.add_argument(
+        "--adaptive-width",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="narrower whole-frame passes while the tracked faces are large",
+    )
+    p.add_argument(
+        "--max-faces", type=positive_int, default=16, help="largest faces classified per frame"
+    )
+    p.add_argument(
+        "--cv-threads",
+        type=non_negative_int,
+        default=1,
+        help="OpenCV worker threads (0 = OpenCV's default); decoding and LiteRT use the rest",
     )
     p.add_argument(
         "--width", type=int, default=0, help="requested camera width (0 = device default)"
@@ -145,12 +174,18 @@ def add_subcommands(sub) -> None:
 def open_pipeline(args, smoothing: bool = True):
     from edge.classifier import Classifier
     from edge.detectors import make_detector
-    from edge.pipeline import Pipeline, PipelineConfig
+    from edge.pipeline import Pipeline, PipelineConfig, apply_thread_plan
 
+    apply_thread_plan(args.cv_threads)
     classifier = Classifier(args.model, threads=args.threads)
     detector = make_detector(args.detector, width=args.detect_width, yunet_model=args.yunet_model)
     config = PipelineConfig(
-        detect_every=args.detect_every, classify_every=args.classify_every, smoothing=smoothing
+        detect_every=args.detect_every,
+        classify_every=args.classify_every,
+        smoothing=smoothing,
+        full_detect_every=args.full_detect_every,
+        adaptive_width=args.adaptive_width,
+        max_faces=args.max_faces,
     )
     return Pipeline(detector, classifier, config)
 

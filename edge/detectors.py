@@ -31,8 +31,11 @@ YUNET_CANDIDATES = (
 
 class Detector(Protocol):
     name: str
+    width: int
 
-    def detect(self, frame: Frame) -> list[Box]: ...
+    def detect(self, frame: Frame, width: int | None = None) -> list[Box]: ...
+
+    def detect_image(self, image: np.ndarray) -> list[Box]: ...
 
 
 def default_yunet_path() -> Path | None:
@@ -76,21 +79,23 @@ class YuNetDetector:
             raise ModelError(f"{path}: not a YuNet ONNX model OpenCV can load") from None
         self._size: tuple[int, int] | None = None
 
-    def detect(self, frame: Frame) -> list[Box]:
-        small, back = _small_image(frame, self.width)
-        if small.ndim == 2:
-            small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
-        size = (small.shape[1], small.shape[0])
+    def detect(self, frame: Frame, width: int | None = None) -> list[Box]:
+        """Faces in frame pixels, found on a copy `width` wide (default: the detector's)."""
+        small, back = _small_image(frame, self.width if width is None else width)
+        return [b.scaled(back) for b in self.detect_image(small)]
+
+    def detect_image(self, image: np.ndarray) -> list[Box]:
+        """Faces in this image's own pixels."""
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        size = (image.shape[1], image.shape[0])
         if size != self._size:
             self._net.setInputSize(size)
             self._size = size
-        _, faces = self._net.detect(small)
+        _, faces = self._net.detect(image)
         if faces is None:
             return []
-        return [
-            Box(int(f[0]), int(f[1]), int(f[2]), int(f[3]), float(f[14])).scaled(back)
-            for f in faces
-        ]
+        return [Box(int(f[0]), int(f[1]), int(f[2]), int(f[3]), float(f[14])) for f in faces]
 
 
 class HaarDetector:
@@ -118,16 +123,67 @@ class HaarDetector:
         self.width, self.scale_factor, self.min_neighbors = width, scale_factor, min_neighbors
         self.min_size = min_size
 
-    def detect(self, frame: Frame) -> list[Box]:
-        small, back = _small_image(frame, self.width)
-        gray = small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    def detect(self, frame: Frame, width: int | None = None) -> list[Box]:
+        small, back = _small_image(frame, self.width if width is None else width)
+        return [b.scaled(back) for b in self.detect_image(small)]
+
+    def detect_image(self, image: np.ndarray) -> list[Box]:
+        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         found = self._clf.detectMultiScale(
             gray,
             scaleFactor=self.scale_factor,
             minNeighbors=self.min_neighbors,
             minSize=(self.min_size, self.min_size),
         )
-        return [Box(int(x), int(y), int(w), int(h)).scaled(back) for x, y, w, h in found]
+        return [Box(int(x), int(y), int(w), int(h)) for x, y, w, h in found]
+
+
+def detect_around(
+    detector: Detector, frame: Frame, boxes: list[Box], size: int = 96, grow: float = 2.0
+) -> list[Box | None]:
+    """Re-detect each tracked face in a small square around its last box.
+
+    The square is `grow` times the face's longer side, scaled to `size` x `size` pixels (a fixed
+    size, so YuNet keeps its input shape), so a face costs the same whatever its size in the
+    frame. The detection closest to the old box wins; None where the face was not found.
+    """
+    image = frame.image
+    fh, fw = image.shape[:2]
+    out: list[Box | None] = []
+    for box in boxes:
+        side = max(box.w, box.h) * grow
+        cx, cy = box.x + box.w / 2.0, box.y + box.h / 2.0
+        x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+        x1, y1 = int(round(cx + side / 2)), int(round(cy + side / 2))
+        cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(fw, x1), min(fh, y1)
+        if cx1 - cx0 < 8 or cy1 - cy0 < 8:
+            out.append(None)
+            continue
+        scale = size / max(1.0, side)
+        w, h = max(1, round((cx1 - cx0) * scale)), max(1, round((cy1 - cy0) * scale))
+        region = cv2.resize(image[cy0:cy1, cx0:cx1], (w, h), interpolation=cv2.INTER_AREA)
+        left, top = round((cx0 - x0) * scale), round((cy0 - y0) * scale)
+        # Pad the part outside the frame so the detector's input shape never changes.
+        region = cv2.copyMakeBorder(
+            region,
+            top,
+            max(0, size - top - h),
+            left,
+            max(0, size - left - w),
+            cv2.BORDER_CONSTANT,
+        )[:size, :size]
+        found = [
+            Box(
+                int(round(x0 + b.x / scale)),
+                int(round(y0 + b.y / scale)),
+                int(round(b.w / scale)),
+                int(round(b.h / scale)),
+                b.score,
+            )
+            for b in detector.detect_image(region)
+        ]
+        out.append(max(found, key=box.iou) if found and max(map(box.iou, found)) > 0.1 else None)
+    return out
 
 
 def make_detector(name: str, width: int = 320, yunet_model: str | None = None) -> Detector:
