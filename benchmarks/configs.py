@@ -36,6 +36,7 @@ class BenchConfig:
     zero_copy: bool = False  # crops written straight into the interpreter's input buffer
     alpha_per_frame: bool = False  # smoothing weight per frame, not per classification
     max_faces: int = 4  # largest faces classified per frame
+    detect_resize: str = "area"  # how the detector's copy is shrunk: area | linear
     reference: str = ""  # configuration whose labels this one is compared with ('' = none)
 
     def describe(self) -> str:
@@ -49,7 +50,8 @@ class BenchConfig:
         width = f"{self.detect_width} px" if self.detect_width else "full frame"
         parts = [
             f"{precision}, {self.detector} at {width}"
-            + (" (adaptive)" if self.adaptive_width else ""),
+            + (" (adaptive)" if self.adaptive_width else "")
+            + (f" ({self.detect_resize} resize)" if self.detect_resize != "area" else ""),
             f"detect every {self.detect_every}"
             + (f" (whole frame every {self.full_detect_every})" if self.full_detect_every else ""),
             f"{self.threads} thread{'s' if self.threads > 1 else ''}",
@@ -96,6 +98,7 @@ def default_config(model: str, yunet_model: str | None = None) -> BenchConfig:
         zero_copy=True,
         alpha_per_frame=True,
         max_faces=d.max_faces,
+        detect_resize=d.detect_resize,
         reference="reference",
     )
 
@@ -138,6 +141,7 @@ def standard_configs(
     levers = [
         replace(v1, name="v1+student", model=base.model, reference="reference"),
         replace(v1, name="v1+roi", full_detect_every=base.full_detect_every or 10),
+        replace(v1, name="v1+linear-resize", detect_resize="linear"),
         replace(v1, name="v1+adaptive-width", adaptive_width=True),
         replace(v1, name="v1+threads", cv_threads=base.cv_threads or 1),
         replace(v1, name="v1+batch", batch=True),

@@ -84,40 +84,32 @@ def onnx_cost(path: str | Path, width: int, height: int) -> dict:
 
 
 def tflite_cost(path: str | Path) -> dict:
-    """MACs and parameters of a TFLite model, from its flatbuffer (LiteRT's own schema)."""
-    from ai_edge_litert import schema_py_generated as schema
+    """MACs and parameters of a TFLite model, from its graph as the interpreter loads it.
 
-    buf = Path(path).read_bytes()
-    model = schema.Model.GetRootAs(buf, 0)
-    graph = model.Subgraphs(0)
-    op = schema.BuiltinOperator
-    codes = []
-    for i in range(model.OperatorCodesLength()):
-        c = model.OperatorCodes(i)
-        codes.append(max(c.BuiltinCode(), c.DeprecatedBuiltinCode()))
+    Shapes are read after allocation: the flatbuffer's static shapes say batch 1 where the six
+    test-time views run as a batch of 6 inside the graph. Parameters are the weights and biases
+    of the convolution and dense layers (BatchNorm is folded into them by the converter).
+    """
+    from edge.interpreter import load_interpreter_class
 
-    def shape(t: int) -> list[int]:
-        return [int(v) for v in graph.Tensors(t).ShapeAsNumpy()]
-
-    macs = 0
-    for i in range(graph.OperatorsLength()):
-        o = graph.Operators(i)
-        code, ins, outs = codes[o.OpcodeIndex()], o.InputsAsNumpy(), o.OutputsAsNumpy()
-        if code == op.CONV_2D:
-            macs += math.prod(shape(outs[0])) * math.prod(shape(ins[1])[1:])
-        elif code == op.DEPTHWISE_CONV_2D:
-            kh, kw = shape(ins[1])[1:3]
-            macs += math.prod(shape(outs[0])) * kh * kw
-        elif code == op.FULLY_CONNECTED:
-            rows = math.prod(shape(outs[0])[:-1])
-            macs += rows * math.prod(shape(ins[1]))
-    params = 0
-    for t in range(graph.TensorsLength()):
-        tensor = graph.Tensors(t)
-        data = model.Buffers(tensor.Buffer())
-        if data is not None and data.DataLength() > 0 and len(shape(t)) > 0:
-            params += math.prod(shape(t))
-    return {"macs": int(macs), "params": int(params), "batch": shape(graph.Inputs(0))[0]}
+    cls, _, _ = load_interpreter_class()
+    interp = cls(model_path=str(path))
+    interp.allocate_tensors()
+    shapes = {t["index"]: [int(v) for v in t["shape"]] for t in interp.get_tensor_details()}
+    macs = params = 0
+    for op in interp._get_ops_details():
+        name, ins, out = op["op_name"], list(op["inputs"]), shapes[op["outputs"][0]]
+        if name == "CONV_2D":
+            macs += math.prod(out) * math.prod(shapes[ins[1]][1:])
+        elif name == "DEPTHWISE_CONV_2D":
+            macs += math.prod(out) * math.prod(shapes[ins[1]][1:3])
+        elif name == "FULLY_CONNECTED":
+            macs += math.prod(out[:-1]) * math.prod(shapes[ins[1]])
+        else:
+            continue
+        params += sum(math.prod(shapes[i]) for i in ins[1:3] if i >= 0)
+    batch = interp.get_input_details()[0]["shape"][0]
+    return {"macs": int(macs), "params": int(params), "batch": int(batch)}
 
 
 def yunet_input(width: int, height: int) -> tuple[int, int]:

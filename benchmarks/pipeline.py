@@ -39,7 +39,9 @@ def build_pipeline(cfg: BenchConfig):
     classifier = Classifier(
         cfg.model, threads=cfg.threads, batch=cfg.batch, zero_copy=cfg.zero_copy
     )
-    detector = make_detector(cfg.detector, width=cfg.detect_width, yunet_model=cfg.yunet_model)
+    detector = make_detector(
+        cfg.detector, width=cfg.detect_width, yunet_model=cfg.yunet_model, resize=cfg.detect_resize
+    )
     config = PipelineConfig(
         detect_every=cfg.detect_every,
         classify_every=cfg.classify_every,

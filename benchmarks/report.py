@@ -54,6 +54,7 @@ def pipeline_markdown(result: dict) -> str:
         "CPU %",
         "peak RSS MiB",
         "frames with a face",
+        "label agreement",
     ]
     lines += [
         "| " + " | ".join(cols) + " |",
@@ -71,6 +72,12 @@ def pipeline_markdown(result: dict) -> str:
             if "face_fraction" in r
             else "–"
         )
+        agree = r.get("agreement", {})
+        agreement = (
+            f"{agree['label_agreement']:.1%} (vs {agree['reference']})"
+            if "label_agreement" in agree
+            else "–"
+        )
         cells = [
             name,
             what,
@@ -80,15 +87,26 @@ def pipeline_markdown(result: dict) -> str:
             _optional(r.get("cpu_percent"), "{:.0f}"),
             _optional(r.get("peak_rss_mib"), "{:.0f}"),
             faces,
+            agreement,
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         "Stage columns are the mean ms per frame: with detection every N frames the "
         "detect mean is its cost spread over N frames. CPU % is process CPU time over wall "
-        "time (100% = one core busy).",
+        "time (100% = one core busy). Label agreement: share of the reference run's faces "
+        "(detect and classify every frame, same model) found with the same label.",
         "",
     ]
+    if "speedup_vs_v1" in result:
+        v1 = result["configs"]["v1-default"]
+        lines += [
+            f"**Default vs v1-default (the runtime before issue 13), same run: "
+            f"{result['speedup_vs_v1']:.2f}x the FPS** "
+            f"({result['configs']['default']['fps']:.1f} vs {v1['fps']:.1f}). Timings on a "
+            "shared machine are noisy: compare ratios within one run.",
+            "",
+        ]
     default = result["configs"].get("default", {})
     if "stages" in default:
         lines += [

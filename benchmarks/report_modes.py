@@ -85,10 +85,10 @@ def cost_markdown(result: dict) -> str:
         "|---|---|---:|---:|---:|---:|---|",
     ]
     for name, st in c["stages"].items():
+        params = f"{st['params'] / 1e3:.0f}" if st.get("params") else "–"
         lines.append(
-            f"| {name} | {st.get('input', '48x48 grey')} | {st['macs'] / 1e6:.1f} | "
-            f"{st['params'] / 1e3:.0f} | {st['pi4_ms']:.2f} | {st['pi5_ms']:.2f} | "
-            f"{st['source']} |"
+            f"| {name} | {st.get('input', '48x48 grey')} | {st['macs'] / 1e6:.1f} | {params} | "
+            f"{st['pi4_ms']:.2f} | {st['pi5_ms']:.2f} | {st['source']} |"
         )
     lines += [
         "",
@@ -118,13 +118,13 @@ def write_mode_results(result: dict, out_root: str | None) -> list[Path]:
         ("crowd", crowd_markdown),
         ("pi_cost", cost_markdown),
     ):
-        if mode not in result["modes"]:
+        if mode not in result["modes"] or "skipped" in result["modes"][mode]:
             continue
         part = {**{k: v for k, v in result.items() if k != "modes"}, **result["modes"][mode]}
         atomic_write_text(out / f"{mode}.json", json.dumps(part, indent=2) + "\n")
         atomic_write_text(out / f"{mode}.md", render(part))
         written += [out / f"{mode}.json", out / f"{mode}.md"]
-    if "latency" in result["modes"]:
+    if "runs" in result["modes"].get("latency", {}):
         runs = result["modes"]["latency"]["runs"]
         written.append(
             plots.percentile_plot(
@@ -133,7 +133,7 @@ def write_mode_results(result: dict, out_root: str | None) -> list[Path]:
                 out / "latency_age.png",
             )
         )
-    if "crowd" in result["modes"]:
+    if "runs" in result["modes"].get("crowd", {}):
         runs = result["modes"]["crowd"]["runs"]
         written.append(
             plots.scaling_plot(

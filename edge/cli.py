@@ -76,6 +76,12 @@ def add_runtime_flags(p: argparse.ArgumentParser, source_default: str = "0") -> 
         help="classify every N frames; frames with held boxes in between reuse the last result",
     )
     p.add_argument(
+        "--detect-resize",
+        default="linear",
+        choices=["linear", "area"],
+        help="how the detector's copy is shrunk: linear (fast) or area (smoothest, slower)",
+    )
+    p.add_argument(
         "--full-detect-every",
         type=non_negative_int,
         default=10,
@@ -178,7 +184,12 @@ def open_pipeline(args, smoothing: bool = True):
 
     apply_thread_plan(args.cv_threads)
     classifier = Classifier(args.model, threads=args.threads)
-    detector = make_detector(args.detector, width=args.detect_width, yunet_model=args.yunet_model)
+    detector = make_detector(
+        args.detector,
+        width=args.detect_width,
+        yunet_model=args.yunet_model,
+        resize=args.detect_resize,
+    )
     config = PipelineConfig(
         detect_every=args.detect_every,
         classify_every=args.classify_every,

@@ -42,7 +42,12 @@ def default_yunet_path() -> Path | None:
     return next((p for p in YUNET_CANDIDATES if p.is_file()), None)
 
 
-def _small_image(frame: Frame, width: int) -> tuple[np.ndarray, float]:
+# How the detector's copy is shrunk. "area" averages every source pixel (the smoothest copy);
+# "linear" samples it, about 10x cheaper at 1280 -> 320 px and as good for finding faces.
+RESIZE = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
+
+
+def _small_image(frame: Frame, width: int, resize: str = "area") -> tuple[np.ndarray, float]:
     """A copy at most `width` wide and the factor that maps its boxes back to the frame."""
     if frame.small is not None:
         return frame.small, 1.0 / frame.small_scale
@@ -50,7 +55,7 @@ def _small_image(frame: Frame, width: int) -> tuple[np.ndarray, float]:
     if width <= 0 or w <= width:
         return frame.image, 1.0
     scale = width / w
-    small = cv2.resize(frame.image, (width, int(round(h * scale))), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(frame.image, (width, int(round(h * scale))), interpolation=RESIZE[resize])
     return small, 1.0 / scale
 
 
@@ -64,6 +69,7 @@ class YuNetDetector:
         score: float = 0.6,
         nms: float = 0.3,
         top_k: int = 50,
+        resize: str = "area",
     ):
         path = Path(model_path) if model_path else default_yunet_path()
         if path is None:
@@ -72,7 +78,7 @@ class YuNetDetector:
             raise ModelError(
                 f"{path}: YuNet model file not found; run `make models` or pass --yunet_model PATH"
             )
-        self.path, self.width = path, width
+        self.path, self.width, self.resize = path, width, resize
         try:
             self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score, nms, top_k)
         except cv2.error:
@@ -81,7 +87,7 @@ class YuNetDetector:
 
     def detect(self, frame: Frame, width: int | None = None) -> list[Box]:
         """Faces in frame pixels, found on a copy `width` wide (default: the detector's)."""
-        small, back = _small_image(frame, self.width if width is None else width)
+        small, back = _small_image(frame, self.width if width is None else width, self.resize)
         return [b.scaled(back) for b in self.detect_image(small)]
 
     def detect_image(self, image: np.ndarray) -> list[Box]:
@@ -108,6 +114,7 @@ class HaarDetector:
         scale_factor: float = 1.1,
         min_neighbors: int = 5,
         min_size: int = 24,
+        resize: str = "area",
     ):
         if not hasattr(cv2, "CascadeClassifier"):
             raise ConfigError(
@@ -121,10 +128,10 @@ class HaarDetector:
         if self._clf.empty():
             raise ModelError(f"{cascade}: Haar cascade could not be loaded")
         self.width, self.scale_factor, self.min_neighbors = width, scale_factor, min_neighbors
-        self.min_size = min_size
+        self.min_size, self.resize = min_size, resize
 
     def detect(self, frame: Frame, width: int | None = None) -> list[Box]:
-        small, back = _small_image(frame, self.width if width is None else width)
+        small, back = _small_image(frame, self.width if width is None else width, self.resize)
         return [b.scaled(back) for b in self.detect_image(small)]
 
     def detect_image(self, image: np.ndarray) -> list[Box]:
@@ -186,11 +193,15 @@ def detect_around(
     return out
 
 
-def make_detector(name: str, width: int = 320, yunet_model: str | None = None) -> Detector:
+def make_detector(
+    name: str, width: int = 320, yunet_model: str | None = None, resize: str = "area"
+) -> Detector:
+    if resize not in RESIZE:
+        raise ConfigError(f"--detect-resize {resize!r}: choose {' or '.join(RESIZE)}")
     if name == "yunet":
-        return YuNetDetector(yunet_model, width=width)
+        return YuNetDetector(yunet_model, width=width, resize=resize)
     if name == "haar":
-        return HaarDetector(width=width)
+        return HaarDetector(width=width, resize=resize)
     raise ConfigError(f"--detector {name!r}: choose yunet or haar")
 
 
