@@ -34,7 +34,11 @@ def run_modes(args, modes: list[str]) -> list[str]:
     }
     result = {**header, "modes": {}}
     plan = {
-        "latency": ("latency", latency_markdown, lambda: latency_runs(args, live)),
+        "latency": (
+            "latency",
+            latency_markdown,
+            lambda: {"video": args.source, "runs": latency_runs(args, live)},
+        ),
         "crowd": ("crowd", crowd_markdown, lambda: crowd_runs(args, crowd)),
         "cost": ("pi_cost", cost_markdown, lambda: {"cost": cost_runs(args)}),
     }
