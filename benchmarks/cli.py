@@ -148,7 +148,7 @@ def cmd_bench(args) -> int:
     failed = []
     if "pipeline" in modes:
         result, samples = run_benchmark(
-            configs, args.source, args.frames, args.warmup, args.baseline_frames
+            configs, args.source, args.frames, args.warmup, args.baseline_frames, args.rounds
         )
         written = write_pipeline_results(result, samples, args.out)
         print(pipeline_markdown(result))
@@ -186,6 +186,13 @@ def add_mode_flags(p) -> None:
         default=",".join(MODES),
         help="what to run: pipeline (FPS per configuration on --source), latency (frame age "
         "on a live stream), crowd (1..16 faces per frame), cost (Pi cost model, on paper)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=1,
+        help="run the configuration set this many times, round after round, and keep each "
+        "configuration's median-FPS round (for a machine shared with other work)",
     )
     p.add_argument(
         "--v1-model",

@@ -93,7 +93,7 @@ def crowd_runs(args, configs) -> dict:
         videos = [args.source, *videos]
     if not videos:
         raise ConfigError(f"crowd mode: no face videos in {media}; pass --source VIDEO")
-    runs = run_crowd(configs, videos, args.crowd_faces, args.crowd_frames, args.warmup)
+    runs = run_crowd(configs, videos, args.crowd_faces, args.crowd_frames, args.warmup, args.rounds)
     return {"videos": videos, "runs": runs}
 
 

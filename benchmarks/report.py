@@ -39,6 +39,8 @@ def pipeline_markdown(result: dict) -> str:
     size = f"{v.get('width')}x{v.get('height')}"
     frames = f"{v['frame_count']} frames" if v.get("frame_count") else "live"
     timed = f"{s['frames']} frames" if s["frames"] else "every frame"
+    if s.get("rounds", 1) > 1:
+        timed += f", {s['rounds']} rounds (the median-FPS round of each configuration is shown)"
     lines += [
         f"- video: {Path(v['source']).name} ({size}, {frames}); timed: {timed} after "
         f"{s['warmup']} warm-up frames per configuration",

@@ -51,12 +51,13 @@ class PiCameraSource(Source):
 
     def _read(self):
         request = self._cam.capture_request()
+        stamp = time.time()  # the capture stamp events carry (t_capture)
         try:
             main = request.make_array("main")
             lores = request.make_array("lores")[: self._lores_h]  # the Y (grey) plane
         finally:
             request.release()
-        return True, (main, lores)
+        return True, (main, lores), stamp
 
     def _restart(self) -> None:
         self._cam.stop()
@@ -65,12 +66,18 @@ class PiCameraSource(Source):
     def frames(self) -> Iterator[Frame]:
         seq, index, t0 = 0, 0, time.monotonic()
         while True:
-            seq, item = self._reader.next(seq)
+            seq, item, stamp, dropped = self._reader.next_stamped(seq)
             if item is None:
                 continue
             main, lores = item
             yield Frame(
-                main, index, time.monotonic() - t0, small=lores, small_scale=self.small_scale
+                main,
+                index,
+                time.monotonic() - t0,
+                small=lores,
+                small_scale=self.small_scale,
+                t_capture=stamp,
+                dropped_before=dropped if index else 0,
             )
             index += 1
 

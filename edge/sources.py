@@ -201,11 +201,6 @@ class LatestFrameReader:
             except SourceError as exc:
                 log.warning("%s", exc)
 
-    def next(self, last_seq: int, timeout: float = 1.0) -> tuple[int, np.ndarray | None]:
-        with self._cond:
-            self._cond.wait_for(lambda: self._seq != last_seq or self._stop.is_set(), timeout)
-            return self._seq, self._frame if self._seq != last_seq else None
-
     def next_stamped(self, last_seq: int, timeout: float = 1.0):
         """(seq, frame or None, capture stamp, frames dropped since `last_seq`)."""
         with self._cond:

@@ -469,3 +469,16 @@ def fake_header() -> dict:
         "machine": machine_info(),
         "software": {"interpreter": "ai-edge-litert", "opencv": "4", "numpy": "2"},
     }
+
+
+def test_rounds_keep_each_configurations_median_round(bench_model, video):
+    known, _ = standard_configs(str(bench_model), "")
+    configs = [known["default"], known["decode"]]
+    result, samples = run_benchmark(configs, str(video), frames=8, warmup=1, rounds=3)
+    assert result["settings"]["rounds"] == 3
+    for name in ("default", "decode"):
+        r = result["configs"][name]
+        assert len(r["fps_rounds"]) == 3
+        assert r["fps"] == sorted(r["fps_rounds"])[1]  # the median round is the one reported
+    assert set(samples) == {"default", "decode"}
+    assert "3 rounds" in pipeline_markdown(result)
