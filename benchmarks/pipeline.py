@@ -88,6 +88,10 @@ def run_pipeline(cfg: BenchConfig, plan: FramePlan) -> tuple[dict, dict]:
     summary["interpreter"] = f"{classifier.backend} {classifier.backend_version}"
     summary["model_input"] = f"{classifier.input_dtype} {list(classifier.input_shape)}"
     summary["passes"] = dict(pipeline.counts)
+    # How often the largest face's label changes from one frame to the next: near a class
+    # boundary even the reference flips, and every flip is a chance to disagree with it.
+    firsts = [labels[i][0][1] for i in sorted(labels) if labels[i]]
+    summary["label_changes"] = sum(a != b for a, b in zip(firsts, firsts[1:]))
     summary["_labels"] = labels  # removed by run_benchmark once agreement is computed
     return summary, timed.samples
 
@@ -231,6 +235,11 @@ def run_benchmark(
     ratio = speedup(results, "v1-default")
     if ratio is not None:
         result["speedup_vs_v1"] = ratio
+        result["work_ratio_vs_v1"] = {
+            key: round(results["v1-default"][key] / results["default"][key], 2)
+            for key in ("cpu_ms_per_frame", "main_thread_cpu_ms_per_frame")
+            if results["default"].get(key) and results["v1-default"].get(key)
+        }
     return result, samples
 
 

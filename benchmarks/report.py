@@ -54,6 +54,8 @@ def pipeline_markdown(result: dict) -> str:
         "ms/frame",
         *STAGE_COLUMNS,
         "CPU %",
+        "CPU ms/frame",
+        "main-thread CPU ms/frame",
         "peak RSS MiB",
         "frames with a face",
         "label agreement",
@@ -87,6 +89,8 @@ def pipeline_markdown(result: dict) -> str:
             f"{1000.0 / r['fps']:.1f}",
             *(_ms(stages.get(st)) for st in STAGE_COLUMNS),
             _optional(r.get("cpu_percent"), "{:.0f}"),
+            _optional(r.get("cpu_ms_per_frame"), "{:.2f}"),
+            _optional(r.get("main_thread_cpu_ms_per_frame"), "{:.2f}"),
             _optional(r.get("peak_rss_mib"), "{:.0f}"),
             faces,
             agreement,
@@ -96,7 +100,9 @@ def pipeline_markdown(result: dict) -> str:
         "",
         "Stage columns are the mean ms per frame: with detection every N frames the "
         "detect mean is its cost spread over N frames. CPU % is process CPU time over wall "
-        "time (100% = one core busy). Label agreement: share of the reference run's faces "
+        "time (100% = one core busy); CPU ms/frame is that CPU time per frame (every thread: "
+        "decoding, interpreter pool) and main-thread CPU ms/frame the pipeline thread's own, "
+        "its serial path. Label agreement: share of the reference run's faces "
         "(detect and classify every frame, same model) found with the same label.",
         "",
     ]
@@ -109,6 +115,18 @@ def pipeline_markdown(result: dict) -> str:
             "shared machine are noisy: compare ratios within one run.",
             "",
         ]
+        work = result.get("work_ratio_vs_v1", {})
+        if work:
+            lines += [
+                "Work per frame, which other load on the machine changes much less than FPS: "
+                "v1-default needs "
+                + " and ".join(
+                    f"{v:.2f}x the {k.removesuffix('_ms_per_frame').replace('_', ' ')} time"
+                    for k, v in work.items()
+                )
+                + " of default.",
+                "",
+            ]
     default = result["configs"].get("default", {})
     if "stages" in default:
         lines += [
