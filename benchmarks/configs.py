@@ -60,7 +60,15 @@ class BenchConfig:
             parts.append(f"classify every {self.classify_every}")
         if self.cv_threads:
             parts.append(f"{self.cv_threads} OpenCV thread{'s' if self.cv_threads > 1 else ''}")
-        parts += [n for n, on in (("batched", self.batch), ("zero-copy", self.zero_copy)) if on]
+        parts += [
+            n
+            for n, on in (
+                ("batched", self.batch),
+                ("zero-copy", self.zero_copy),
+                ("smoothing per frame", self.alpha_per_frame),
+            )
+            if on
+        ]
         return ", ".join(parts)
 
     def to_json(self) -> dict:
@@ -143,7 +151,7 @@ def standard_configs(
         replace(v1, name="v1+roi", full_detect_every=base.full_detect_every or 10),
         replace(v1, name="v1+linear-resize", detect_resize="linear"),
         replace(v1, name="v1+adaptive-width", adaptive_width=True),
-        replace(v1, name="v1+threads", cv_threads=base.cv_threads or 1),
+        replace(v1, name="v1+threads", cv_threads=base.cv_threads or 1, threads=base.threads),
         replace(v1, name="v1+batch", batch=True),
         replace(v1, name="v1+zero-copy", zero_copy=True),
         replace(v1, name="v1+smoothing-per-frame", alpha_per_frame=True),

@@ -52,7 +52,12 @@ def add_runtime_flags(p: argparse.ArgumentParser, source_default: str = "0") -> 
         default=source_default,
         help="camera index, 'picamera', video/image file, image folder, or rtsp/http URL",
     )
-    p.add_argument("--threads", type=positive_int, default=2, help="interpreter threads")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        help="interpreter threads (1: on two cores, decoding and the pipeline use one each)",
+    )
     p.add_argument("--detector", default="yunet", choices=["yunet", "haar"], help="face detector")
     p.add_argument(
         "--yunet_model", default=None, help="YuNet .onnx (default: models/, then ../shared/models/)"
