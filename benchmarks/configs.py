@@ -165,7 +165,7 @@ def standard_configs(
         reference,
         v1_reference,
         replace(base, name="default-unbatched", batch=False),
-        replace(base, name="default-no-roi", full_detect_every=0),
+        replace(base, name="default+roi", full_detect_every=base.full_detect_every or 10),
         replace(base, name="float32", model=str(float_model), reference=""),
         replace(base, name=other, detector=other, reference=""),
         replace(base, name=f"detect_every_{every}", detect_every=every),

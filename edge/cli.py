@@ -89,7 +89,7 @@ def add_runtime_flags(p: argparse.ArgumentParser, source_default: str = "0") -> 
     p.add_argument(
         "--full-detect-every",
         type=non_negative_int,
-        default=10,
+        default=0,
         help="search the whole frame every N frames; detection passes in between look only "
         "around tracked faces (0 = always the whole frame)",
     )

@@ -150,46 +150,28 @@ def detect_around(
 ) -> list[Box | None]:
     """Re-detect each tracked face in a small square around its last box.
 
-    The square is `grow` times the face's longer side, scaled to `size` x `size` pixels (a fixed
-    size, so YuNet keeps its input shape), so a face costs the same whatever its size in the
-    frame. The detection closest to the old box wins; None where the face was not found.
+    The square is cut from the same shrunk copy a whole-frame pass sees (same pixels, same
+    scale), so the detector finds the face about where a whole-frame pass would. Its side is
+    `grow` times the face's longer side in that copy, at least `size` pixels, rounded up to a
+    multiple of 32 (YuNet's stride, and few distinct input shapes); it is moved inside the
+    copy rather than padded. The detection closest to the old box wins; None where the face
+    was not found.
     """
-    image = frame.image
-    fh, fw = image.shape[:2]
+    small, back = _small_image(frame, detector.width, getattr(detector, "resize", "area"))
+    sh, sw = small.shape[:2]
     out: list[Box | None] = []
     for box in boxes:
-        side = max(box.w, box.h) * grow
-        cx, cy = box.x + box.w / 2.0, box.y + box.h / 2.0
-        x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-        x1, y1 = int(round(cx + side / 2)), int(round(cy + side / 2))
-        cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(fw, x1), min(fh, y1)
-        if cx1 - cx0 < 8 or cy1 - cy0 < 8:
-            out.append(None)
-            continue
-        scale = size / max(1.0, side)
-        w, h = max(1, round((cx1 - cx0) * scale)), max(1, round((cy1 - cy0) * scale))
-        region = cv2.resize(image[cy0:cy1, cx0:cx1], (w, h), interpolation=cv2.INTER_AREA)
-        left, top = round((cx0 - x0) * scale), round((cy0 - y0) * scale)
-        # Pad the part outside the frame so the detector's input shape never changes.
-        region = cv2.copyMakeBorder(
-            region,
-            top,
-            max(0, size - top - h),
-            left,
-            max(0, size - left - w),
-            cv2.BORDER_CONSTANT,
-        )[:size, :size]
+        b = box.scaled(1.0 / back)
+        side = max(size, -(-int(grow * max(b.w, b.h)) // 32) * 32)
+        x0 = min(max(0, int(round(b.x + b.w / 2 - side / 2))), max(0, sw - side))
+        y0 = min(max(0, int(round(b.y + b.h / 2 - side / 2))), max(0, sh - side))
+        region = np.ascontiguousarray(small[y0 : y0 + side, x0 : x0 + side])
         found = [
-            Box(
-                int(round(x0 + b.x / scale)),
-                int(round(y0 + b.y / scale)),
-                int(round(b.w / scale)),
-                int(round(b.h / scale)),
-                b.score,
-            )
-            for b in detector.detect_image(region)
+            Box(x0 + f.x, y0 + f.y, f.w, f.h, f.score).scaled(back)
+            for f in detector.detect_image(region)
         ]
-        out.append(max(found, key=box.iou) if found and max(map(box.iou, found)) > 0.1 else None)
+        best = max(found, key=box.iou, default=None)
+        out.append(best if best is not None and box.iou(best) > 0.1 else None)
     return out
 
 
