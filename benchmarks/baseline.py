@@ -34,7 +34,7 @@ def run_original_approach(plan: FramePlan, desc: str = "baseline") -> tuple[dict
         import keras
         import tensorflow as tf
         from fer_edge.train.config import ModelConfig
-        from fer_edge.train.model import build_model
+        from fer_edge.train.model import build_model, resolve_classes
     except ImportError as exc:
         raise Skipped(
             f"needs TensorFlow and the project's train package ({exc}); install the "
@@ -55,7 +55,7 @@ def run_original_approach(plan: FramePlan, desc: str = "baseline") -> tuple[dict
     model = build_model(mcfg)
     size = (mcfg.input_size, mcfg.input_size)
 
-    with EventWriter(os.devnull, mcfg.labels) as events:
+    with EventWriter(os.devnull, resolve_classes(mcfg.classes)) as events:
 
         def step(frame):
             t0 = time.perf_counter()

@@ -90,6 +90,7 @@ def add_bench_parsers(sub) -> None:
         help="frames timed for the slow original approach (0 = skip it)",
     )
     add_out_flag(p)
+    add_mode_flags(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
@@ -110,16 +111,14 @@ def add_bench_parsers(sub) -> None:
     p.set_defaults(func=cmd_bench_accuracy)
 
 
-def select_configs(args) -> list:
-    from fer_edge.benchmarks.throughput import standard_configs
-
-    known, default = standard_configs(args.model, args.float_model, args.yunet_model)
-    names = [n.strip() for n in args.configs.split(",") if n.strip()] or default
+def select_configs(args, text: str | None = None, flag: str = "--configs") -> list:
+    known, default = known_configs(args)
+    text = args.configs if text is None else text
+    names = [n.strip() for n in text.split(",") if n.strip()] or default
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ConfigError(
-            f"--configs {args.configs}: unknown {', '.join(unknown)}; choose from "
-            f"{', '.join(known)}"
+            f"{flag} {text}: unknown {', '.join(unknown)}; choose from {', '.join(known)}"
         )
     return [known[n] for n in names]
 
@@ -129,12 +128,11 @@ def cmd_bench(args) -> int:
     from fer_edge.benchmarks.throughput import run_benchmark
 
     if args.configs.strip() == "list":
-        from fer_edge.benchmarks.throughput import standard_configs
-
-        known, default = standard_configs(args.model, args.float_model, args.yunet_model)
+        known, default = known_configs(args)
         for name, cfg in known.items():
-            print(f"{name:16} {cfg.describe()}{'' if name in default else '  (not by default)'}")
+            print(f"{name:24} {cfg.describe()}{'' if name in default else '  (not by default)'}")
         return 0
+    modes = parse_modes(args.modes)
     configs = select_configs(args)
     if not args.source:
         raise ConfigError(f"--source: give a video file or camera (or set {VIDEO_ENV})")
@@ -143,14 +141,95 @@ def cmd_bench(args) -> int:
             f"--model {args.model}: not found; train and convert one with "
             "`make train convert`, or pass --model PATH"
         )
-    result, samples = run_benchmark(
-        configs, args.source, args.frames, args.warmup, args.baseline_frames
-    )
-    written = write_pipeline_results(result, samples, args.out)
-    print(pipeline_markdown(result))
-    print("wrote " + ", ".join(str(p) for p in written))
-    failed = [n for n, r in result["configs"].items() if "error" in r]
+    failed = []
+    if "pipeline" in modes:
+        result, samples = run_benchmark(
+            configs, args.source, args.frames, args.warmup, args.baseline_frames, args.rounds
+        )
+        written = write_pipeline_results(result, samples, args.out)
+        print(pipeline_markdown(result))
+        print("wrote " + ", ".join(str(p) for p in written))
+        failed += [n for n, r in result["configs"].items() if "error" in r]
+    others = [m for m in modes if m != "pipeline"]
+    if others:
+        from fer_edge.benchmarks.modes import run_modes
+
+        failed += run_modes(args, others)
     return 1 if failed else 0
+
+
+def known_configs(args):
+    from fer_edge.benchmarks.configs import find_v1_model, standard_configs
+    from fer_edge.edge.config import MODELS_DIR
+
+    v1_model = args.v1_model or find_v1_model(str(MODELS_DIR), args.model)
+    return standard_configs(args.model, args.float_model, args.yunet_model, v1_model)
+
+
+def parse_modes(text: str) -> list[str]:
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise ConfigError(f"--modes {text}: choose from {', '.join(MODES)}")
+    return modes
+
+
+MODES = ("pipeline", "latency", "crowd", "cost")
+
+
+def add_mode_flags(p) -> None:
+    p.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help="what to run: pipeline (FPS per configuration on --source), latency (frame age "
+        "on a live stream), crowd (1..16 faces per frame), cost (Pi cost model, on paper)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=1,
+        help="run the configuration set this many times, round after round, and keep each "
+        "configuration's median-FPS round (for a machine shared with other work)",
+    )
+    p.add_argument(
+        "--v1-model",
+        default="",
+        help="model of v1-default ('' = the six-view int8 model in models/, else --model)",
+    )
+    p.add_argument(
+        "--live-fps",
+        type=int_list,
+        default="30,60",
+        help="frame rates of the live stand-in camera (latency mode)",
+    )
+    p.add_argument(
+        "--live-seconds",
+        type=positive_int,
+        default=10,
+        help="seconds timed per configuration and frame rate (latency mode)",
+    )
+    p.add_argument(
+        "--live-configs",
+        default="default,v1-default,reference",
+        help="configurations timed on the live source (reference = the heaviest)",
+    )
+    p.add_argument(
+        "--crowd-faces",
+        type=int_list,
+        default="1,4,9,16",
+        help="faces per frame of the crowd videos (square numbers)",
+    )
+    p.add_argument(
+        "--crowd-configs",
+        default="default,default-unbatched",
+        help="configurations timed on the crowd videos",
+    )
+    p.add_argument(
+        "--crowd-frames",
+        type=non_negative_int,
+        default=0,
+        help="frames timed per crowd video (0 = all 300)",
+    )
 
 
 def cmd_bench_accuracy(args) -> int:

@@ -97,3 +97,41 @@ def confusion_plot(report: dict, title: str, path: Path) -> Path | None:
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=10)
     return _save(plt, fig, path)
+
+
+def percentile_plot(stats: dict[str, dict], title: str, path: Path) -> Path | None:
+    """Grouped bars: p50 / p90 / p99 ms per run."""
+    plt = _pyplot()
+    if plt is None or not stats:
+        return None
+    names = list(stats)
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(names)), 4))
+    for i, q in enumerate(("p50_ms", "p90_ms", "p99_ms")):
+        ax.bar(x + (i - 1) * 0.27, [stats[n].get(q, 0) for n in names], 0.27, label=q[:3])
+    ax.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("ms")
+    ax.legend()
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(plt, fig, path)
+
+
+def scaling_plot(runs: dict[str, dict], title: str, path: Path) -> Path | None:
+    """ms per frame and ms per face against faces in the frame, one line per configuration."""
+    plt = _pyplot()
+    if plt is None or not runs:
+        return None
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.8))
+    for cfg in dict.fromkeys(r["config"] for r in runs.values()):
+        rows = sorted((r for r in runs.values() if r["config"] == cfg), key=lambda r: r["faces"])
+        faces = [r["faces"] for r in rows]
+        a.plot(faces, [r["ms_per_frame"] for r in rows], marker="o", label=cfg)
+        b.plot(faces, [r.get("ms_per_face") or np.nan for r in rows], marker="o", label=cfg)
+    a.set_xlabel("faces in the frame")
+    a.set_ylabel("ms per frame")
+    b.set_xlabel("faces in the frame")
+    b.set_ylabel("ms per face")
+    a.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return _save(plt, fig, path)

@@ -39,6 +39,8 @@ def pipeline_markdown(result: dict) -> str:
     size = f"{v.get('width')}x{v.get('height')}"
     frames = f"{v['frame_count']} frames" if v.get("frame_count") else "live"
     timed = f"{s['frames']} frames" if s["frames"] else "every frame"
+    if s.get("rounds", 1) > 1:
+        timed += f", {s['rounds']} rounds (the median-FPS round of each configuration is shown)"
     lines += [
         f"- video: {Path(v['source']).name} ({size}, {frames}); timed: {timed} after "
         f"{s['warmup']} warm-up frames per configuration",
@@ -52,8 +54,11 @@ def pipeline_markdown(result: dict) -> str:
         "ms/frame",
         *STAGE_COLUMNS,
         "CPU %",
+        "CPU ms/frame",
+        "main-thread CPU ms/frame",
         "peak RSS MiB",
         "frames with a face",
+        "label agreement",
     ]
     lines += [
         "| " + " | ".join(cols) + " |",
@@ -71,6 +76,12 @@ def pipeline_markdown(result: dict) -> str:
             if "face_fraction" in r
             else "–"
         )
+        agree = r.get("agreement", {})
+        agreement = (
+            f"{agree['label_agreement']:.1%} (vs {agree['reference']})"
+            if "label_agreement" in agree
+            else "–"
+        )
         cells = [
             name,
             what,
@@ -78,17 +89,44 @@ def pipeline_markdown(result: dict) -> str:
             f"{1000.0 / r['fps']:.1f}",
             *(_ms(stages.get(st)) for st in STAGE_COLUMNS),
             _optional(r.get("cpu_percent"), "{:.0f}"),
+            _optional(r.get("cpu_ms_per_frame"), "{:.2f}"),
+            _optional(r.get("main_thread_cpu_ms_per_frame"), "{:.2f}"),
             _optional(r.get("peak_rss_mib"), "{:.0f}"),
             faces,
+            agreement,
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         "Stage columns are the mean ms per frame: with detection every N frames the "
         "detect mean is its cost spread over N frames. CPU % is process CPU time over wall "
-        "time (100% = one core busy).",
+        "time (100% = one core busy); CPU ms/frame is that CPU time per frame (every thread: "
+        "decoding, interpreter pool) and main-thread CPU ms/frame the pipeline thread's own, "
+        "its serial path. Label agreement: share of the reference run's faces "
+        "(detect and classify every frame, same model) found with the same label.",
         "",
     ]
+    if "speedup_vs_v1" in result:
+        v1 = result["configs"]["v1-default"]
+        lines += [
+            f"**Default vs v1-default (the runtime before issue 13), same run: "
+            f"{result['speedup_vs_v1']:.2f}x the FPS** "
+            f"({result['configs']['default']['fps']:.1f} vs {v1['fps']:.1f}). Timings on a "
+            "shared machine are noisy: compare ratios within one run.",
+            "",
+        ]
+        work = result.get("work_ratio_vs_v1", {})
+        if work:
+            lines += [
+                "Work per frame, which other load on the machine changes much less than FPS: "
+                "v1-default needs "
+                + " and ".join(
+                    f"{v:.2f}x the {k.removesuffix('_ms_per_frame').replace('_', ' ')} time"
+                    for k, v in work.items()
+                )
+                + " of default.",
+                "",
+            ]
     default = result["configs"].get("default", {})
     if "stages" in default:
         lines += [

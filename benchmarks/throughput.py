@@ -13,12 +13,13 @@ import contextlib
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
+from fer_edge.benchmarks.configs import BenchConfig, runtime_defaults, standard_configs
 from fer_edge.benchmarks.system import machine_info, software_info
 from fer_edge.benchmarks.timing import FramePlan, Skipped, time_frames
-from fer_edge.edge.config import RuntimeConfig
+
+__all__ = ["BenchConfig", "run_benchmark", "runtime_defaults", "standard_configs"]
 
 log = logging.getLogger(__name__)
 
@@ -27,108 +28,93 @@ LIVE_FRAMES = 300  # frames timed from a camera when --frames is 0 (a camera nev
 OUTPUT_STAGE = "JSON Lines events (edge.sinks.EventWriter) written to os.devnull"
 
 
-@dataclass(frozen=True)
-class BenchConfig:
-    """One configuration. Pipeline ones come from `standard_configs`, which starts from the
-    runtime's own defaults; the field defaults here only suit the decode and baseline kinds."""
-
-    name: str  # key in the results
-    kind: str = "pipeline"  # pipeline | decode (source only) | baseline (the original approach)
-    model: str = ""  # .tflite with its .json contract (pipeline only)
-    detector: str = ""  # yunet | haar
-    detect_width: int = 0  # the detector sees a copy this wide (0 = full frame)
-    detect_every: int = 1  # detector runs every N frames; boxes are held in between
-    threads: int = 1  # interpreter threads
-    yunet_model: str | None = None  # YuNet .onnx (None = the runtime's default search)
-    classify_every: int = 1  # classifier runs every N frames on held boxes
-
-    def describe(self) -> str:
-        if self.kind == "decode":
-            return "decode only (the ceiling)"
-        if self.kind == "baseline":
-            from fer_edge.benchmarks.baseline import DESCRIPTION
-
-            return DESCRIPTION
-        precision = os.path.basename(self.model).removesuffix(".tflite").removeprefix("fer_")
-        width = f"{self.detect_width} px" if self.detect_width else "full frame"
-        return (
-            f"{precision}, {self.detector} at {width}, detect every {self.detect_every}, "
-            f"{self.threads} thread{'s' if self.threads > 1 else ''}"
-            + (f", classify every {self.classify_every}" if self.classify_every > 1 else "")
-        )
-
-    def to_json(self) -> dict:
-        if self.kind != "pipeline":
-            return {"kind": self.kind, "description": self.describe()}
-        return {**asdict(self), "description": self.describe()}
-
-
-def runtime_defaults() -> RuntimeConfig:
-    """The defaults of `fer-edge run` (detector, widths, threads): the runtime's own config."""
-    return RuntimeConfig()
-
-
-def standard_configs(
-    model: str, float_model: str, yunet_model: str | None = None
-) -> tuple[dict[str, BenchConfig], list[str]]:
-    """Every known configuration by name, and the names `fer-edge bench` runs by default."""
-    d = runtime_defaults()
-    base = BenchConfig(
-        "default",
-        "pipeline",
-        str(model),
-        d.detector,
-        d.detect_width,
-        d.detect_every,
-        d.threads,
-        yunet_model,
-        d.classify_every,
-    )
-    other = "haar" if base.detector == "yunet" else "yunet"
-    every = 1 if base.detect_every != 1 else 2
-    configs = [
-        base,
-        replace(base, name="float32", model=str(float_model)),
-        replace(base, name=other, detector=other),
-        replace(base, name=f"detect_every_{every}", detect_every=every),
-        replace(base, name="classify_every_2", classify_every=2)
-        if base.classify_every == 1
-        else replace(base, name="classify_every_1", classify_every=1),
-        *(replace(base, name=f"threads_{t}", threads=t) for t in (1, 2, 4) if t != base.threads),
-        BenchConfig("decode", "decode"),
-        BenchConfig("baseline", "baseline"),
-    ]
-    cores = os.cpu_count() or 1
-    # More threads than cores only measures contention; it stays selectable with --configs.
-    chosen = [c.name for c in configs if c.kind != "pipeline" or c.threads <= max(2, cores)]
-    return {c.name: c for c in configs}, chosen
-
-
-def run_pipeline(cfg: BenchConfig, plan: FramePlan) -> tuple[dict, dict]:
+def build_pipeline(cfg: BenchConfig):
+    """The runtime's Pipeline as this configuration sets it up."""
     from fer_edge.edge.classifier import Classifier
     from fer_edge.edge.detectors import make_detector
     from fer_edge.edge.pipeline import Pipeline, PipelineConfig
-    from fer_edge.edge.sinks import EventWriter
 
     if not os.path.isfile(cfg.model):
         raise Skipped(f"{cfg.model}: model not found (pass --model / --float_model)")
-    classifier = Classifier(cfg.model, threads=cfg.threads)
-    detector = make_detector(cfg.detector, width=cfg.detect_width, yunet_model=cfg.yunet_model)
-    config = PipelineConfig(detect_every=cfg.detect_every, classify_every=cfg.classify_every)
-    pipeline = Pipeline(detector, classifier, config)
-    with EventWriter(os.devnull, classifier.labels) as events:
+    classifier = Classifier(
+        cfg.model, threads=cfg.threads, batch=cfg.batch, zero_copy=cfg.zero_copy
+    )
+    detector = make_detector(
+        cfg.detector, width=cfg.detect_width, yunet_model=cfg.yunet_model, resize=cfg.detect_resize
+    )
+    config = PipelineConfig(
+        detect_every=cfg.detect_every,
+        classify_every=cfg.classify_every,
+        full_detect_every=cfg.full_detect_every,
+        adaptive_width=cfg.adaptive_width,
+        alpha_per_frame=cfg.alpha_per_frame,
+        max_faces=cfg.max_faces,
+    )
+    return Pipeline(detector, classifier, config)
 
-        def step(frame):
-            result = pipeline.process(frame)
-            t0 = time.perf_counter()
-            events.write(result)
-            return {**result.timings, "output": time.perf_counter() - t0}, len(result.faces)
 
-        timed = time_frames(plan, step, cfg.name)
+@contextlib.contextmanager
+def thread_plan(cfg: BenchConfig):
+    """OpenCV's thread count for this configuration, restored afterwards."""
+    import cv2
+    from fer_edge.edge.pipeline import apply_thread_plan
+
+    previous = apply_thread_plan(cfg.cv_threads)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
+
+
+def run_pipeline(cfg: BenchConfig, plan: FramePlan) -> tuple[dict, dict]:
+    from fer_edge.edge.sinks import EventWriter
+
+    labels: dict[int, list] = {}  # frame index -> [(box, label index)], for agreement
+    with thread_plan(cfg):
+        pipeline = build_pipeline(cfg)
+        classifier = pipeline.classifier
+        with EventWriter(os.devnull, classifier.labels) as events:
+
+            def step(frame):
+                result = pipeline.process(frame)
+                t0 = time.perf_counter()
+                events.write(result)
+                labels[frame.index] = [(f.box, f.label_index()) for f in result.faces]
+                return {**result.timings, "output": time.perf_counter() - t0}, len(result.faces)
+
+            timed = time_frames(plan, step, cfg.name)
     summary = timed.summary()
     summary["interpreter"] = f"{classifier.backend} {classifier.backend_version}"
     summary["model_input"] = f"{classifier.input_dtype} {list(classifier.input_shape)}"
+    summary["passes"] = dict(pipeline.counts)
+    # How often the largest face's label changes from one frame to the next: near a class
+    # boundary even the reference flips, and every flip is a chance to disagree with it.
+    firsts = [labels[i][0][1] for i in sorted(labels) if labels[i]]
+    summary["label_changes"] = sum(a != b for a, b in zip(firsts, firsts[1:]))
+    summary["_labels"] = labels  # removed by run_benchmark once agreement is computed
     return summary, timed.samples
+
+
+def agreement(reference: dict[int, list], labels: dict[int, list]) -> dict:
+    """Share of the reference's faces that this run found (IoU >= 0.3) with the same label."""
+    faces = found = same = 0
+    for index, ref_faces in reference.items():
+        got = labels.get(index)
+        if got is None:
+            continue
+        for box, label in ref_faces:
+            faces += 1
+            best = max(got, key=lambda g: g[0].iou(box), default=None)
+            if best is not None and best[0].iou(box) >= 0.3:
+                found += 1
+                same += best[1] == label
+    if not faces:
+        return {"faces": 0}
+    return {
+        "faces": faces,
+        "found": round(found / faces, 4),
+        "label_agreement": round(same / faces, 4),
+    }
 
 
 def run_decode(cfg: BenchConfig, plan: FramePlan) -> tuple[dict, dict]:
@@ -186,34 +172,46 @@ def run_benchmark(
     frames: int = 0,
     warmup: int = 20,
     baseline_frames: int = 100,
+    rounds: int = 1,
 ) -> tuple[dict, dict]:
     """Run each configuration on `source`; (result dict, raw stage samples per configuration).
 
-    The baseline runs last whatever the order given: TensorFlow, once imported, stays in memory
-    and would inflate every later configuration's peak RSS.
+    With `rounds` > 1 every configuration runs that many times, the whole set round after
+    round, and the round with its median FPS is kept (`fps_rounds` lists them all): on a shared
+    machine, load that comes and goes then falls on every configuration alike. The baseline
+    runs once, last whatever the order given: TensorFlow, once imported, stays in memory and
+    would inflate every later configuration's peak RSS.
     """
     video = probe_source(source)
     plan = plan_frames(video, frames, warmup)
     base_frames = min(plan.frames or baseline_frames, baseline_frames)
+    runs: dict[str, list[tuple[dict, dict]]] = {}
+    ordered = sorted(configs, key=lambda c: c.kind == "baseline")
+    for round_ in range(max(1, rounds)):
+        for cfg in ordered:
+            if cfg.kind == "baseline" and round_ < max(1, rounds) - 1:
+                continue
+            log.info("%s: %s", cfg.name, cfg.describe())
+            runs.setdefault(cfg.name, []).append(run_one(cfg, plan, video, base_frames, warmup))
     results, samples = {}, {}
-    for cfg in sorted(configs, key=lambda c: c.kind == "baseline"):
-        log.info("%s: %s", cfg.name, cfg.describe())
-        entry: dict = {"config": cfg.to_json()}
-        try:
-            cfg_plan = plan
-            if cfg.kind == "baseline":
-                if not base_frames:
-                    raise Skipped("--baseline_frames 0")
-                cfg_plan = plan_frames(video, base_frames, warmup)
-            summary, samples[cfg.name] = RUNNERS[cfg.kind](cfg, cfg_plan)
-            entry.update(summary)
-        except Skipped as exc:
-            log.info("%s skipped: %s", cfg.name, exc)
-            entry["skipped"] = str(exc)
-        except Exception as exc:  # one broken configuration must not lose the others
-            log.warning("%s failed: %s", cfg.name, exc, exc_info=log.isEnabledFor(logging.DEBUG))
-            entry["error"] = f"{type(exc).__name__}: {exc}"
-        results[cfg.name] = entry
+    for name, done in runs.items():
+        timed = sorted((r for r in done if "fps" in r[0]), key=lambda r: r[0]["fps"])
+        entry, kept = timed[len(timed) // 2] if timed else done[-1]
+        if len(timed) > 1:
+            entry["fps_rounds"] = [r[0]["fps"] for r in done if "fps" in r[0]]
+        results[name] = entry
+        if kept is not None:
+            samples[name] = kept
+    by_name = {c.name: c for c in configs}
+    for name, entry in results.items():
+        ref = by_name[name].reference
+        if "_labels" in entry and ref in results and "_labels" in results[ref]:
+            entry["agreement"] = {
+                "reference": ref,
+                **agreement(results[ref]["_labels"], entry["_labels"]),
+            }
+    for entry in results.values():
+        entry.pop("_labels", None)
     result = {
         "kind": "pipeline",
         "created": datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -225,6 +223,7 @@ def run_benchmark(
             "warmup": warmup,
             "baseline_frames": base_frames,
             "loop": plan.loop,
+            "rounds": max(1, rounds),
             "output_stage": OUTPUT_STAGE,
         },
         "configs": results,
@@ -232,10 +231,39 @@ def run_benchmark(
     ratio = speedup(results)
     if ratio is not None:
         result["speedup_vs_baseline"] = ratio
+    ratio = speedup(results, "v1-default")
+    if ratio is not None:
+        result["speedup_vs_v1"] = ratio
+        result["work_ratio_vs_v1"] = {
+            key: round(results["v1-default"][key] / results["default"][key], 2)
+            for key in ("cpu_ms_per_frame", "main_thread_cpu_ms_per_frame")
+            if results["default"].get(key) and results["v1-default"].get(key)
+        }
     return result, samples
 
 
-def speedup(results: dict) -> float | None:
-    """Default FPS / original-approach FPS, when both ran."""
-    fps = [results.get(name, {}).get("fps") for name in ("default", "baseline")]
+def run_one(cfg: BenchConfig, plan: FramePlan, video: dict, base_frames: int, warmup: int):
+    """(result entry, stage samples or None) of one configuration; failures are recorded."""
+    entry: dict = {"config": cfg.to_json()}
+    samples = None
+    try:
+        cfg_plan = plan
+        if cfg.kind == "baseline":
+            if not base_frames:
+                raise Skipped("--baseline_frames 0")
+            cfg_plan = plan_frames(video, base_frames, warmup)
+        summary, samples = RUNNERS[cfg.kind](cfg, cfg_plan)
+        entry.update(summary)
+    except Skipped as exc:
+        log.info("%s skipped: %s", cfg.name, exc)
+        entry["skipped"] = str(exc)
+    except Exception as exc:  # one broken configuration must not lose the others
+        log.warning("%s failed: %s", cfg.name, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+        entry["error"] = f"{type(exc).__name__}: {exc}"
+    return entry, samples
+
+
+def speedup(results: dict, over: str = "baseline") -> float | None:
+    """Default FPS / another configuration's FPS (the original approach), when both ran."""
+    fps = [results.get(name, {}).get("fps") for name in ("default", over)]
     return round(fps[0] / fps[1], 2) if all(fps) else None

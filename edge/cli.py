@@ -13,7 +13,13 @@ import signal
 import time
 from pathlib import Path
 
-from fer_edge.edge.cliframe import command_parser, field_comments, positive_int, run_command
+from fer_edge.edge.cliframe import (
+    command_parser,
+    field_comments,
+    non_negative_int,
+    positive_int,
+    run_command,
+)
 from fer_edge.edge.config import DEFAULTS, RuntimeConfig, model_path
 from fer_edge.edge.errors import ConfigError, FerEdgeError
 from fer_edge.edge.sink_options import add_sink_flags
@@ -36,10 +42,26 @@ def add_runtime_flags(p: argparse.ArgumentParser, source_default: str = DEFAULTS
     p.add_argument(
         "--detect-width", type=int, default=DEFAULTS.detect_width, help=helps["detect_width"]
     )
-    for name in ("detect_every", "classify_every"):
+    p.add_argument(
+        "--detect-resize",
+        default=DEFAULTS.detect_resize,
+        choices=["linear", "area"],
+        help=helps["detect_resize"],
+    )
+    for name in ("detect_every", "classify_every", "max_faces"):
         p.add_argument(
             f"--{name}", type=positive_int, default=getattr(DEFAULTS, name), help=helps[name]
         )
+    for name in ("full_detect_every", "cv_threads"):
+        p.add_argument(
+            f"--{name}", type=non_negative_int, default=getattr(DEFAULTS, name), help=helps[name]
+        )
+    p.add_argument(
+        "--adaptive-width",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULTS.adaptive_width,
+        help=helps["adaptive_width"],
+    )
     p.add_argument("--width", type=int, default=DEFAULTS.width, help=helps["width"])
     p.add_argument("--height", type=int, default=DEFAULTS.height, help=helps["height"])
 

@@ -32,13 +32,25 @@ class RuntimeConfig:
     # about 4x the classifier's cost) instead of the one-view default; ignored with --model
     tta: bool = False
     source: str = "0"  # camera index, 'picamera', video/image file, image folder, or stream URL
-    threads: int = 2  # interpreter threads
+    # interpreter threads; 1 on two cores leaves the other core to decoding and detection
+    threads: int = 1
     detector: str = "yunet"  # face detector: yunet (faster, steadier) or haar
     # YuNet .onnx; "" = $FER_EDGE_YUNET when set, else the packaged face_detection_yunet.onnx
     yunet_model: str = ""
     # the detector sees a copy this wide and its boxes are mapped back (0 = full frame)
     detect_width: int = 320
+    # how the detector's copy is shrunk: linear (about 10x cheaper at 1280 -> 320 px and as good
+    # for finding faces) or area (smoothest)
+    detect_resize: str = "linear"
     detect_every: int = 2  # run the detector every N frames and hold its boxes in between
+    # search the whole frame every N frames; detection passes in between look only around
+    # tracked faces (0 = always the whole frame)
+    full_detect_every: int = 0
+    adaptive_width: bool = False  # narrower whole-frame passes while the tracked faces are large
+    max_faces: int = 16  # largest faces classified per frame; the rest are ignored
+    cv_threads: int = (
+        1  # OpenCV worker threads (0 = OpenCV's default); LiteRT and decoding use the rest
+    )
     # classify every N frames; frames whose boxes are held reuse the faces' last result
     classify_every: int = 2
     smoothing: bool = True  # EMA of probabilities per track; off = raw per-frame output

@@ -75,6 +75,7 @@ class PiCameraSource(Source):
         except Exception as exc:  # TimeoutError when no frame comes; RuntimeError from libcamera
             log.warning("picamera2: no frame within %.1f s (%r)", self.capture_timeout, exc)
             return False, None
+        stamp = time.time()  # the capture stamp events carry (t_capture)
         try:
             main = request.make_array("main")
             lores = None
@@ -88,7 +89,7 @@ class PiCameraSource(Source):
             return False, None
         finally:
             request.release()
-        return True, (main, lores)
+        return True, (main, lores), stamp
 
     def _restart(self) -> None:
         try:
@@ -103,14 +104,20 @@ class PiCameraSource(Source):
     def frames(self) -> Iterator[Frame]:
         seq, index, t0 = 0, 0, time.monotonic()
         while True:
-            seq, item = self._reader.next(seq)
+            seq, item, stamp, dropped = self._reader.next_stamped(seq)
             if item is None:
                 if self._reader_done():  # closed: the stream has ended, so must the loop
                     return
                 continue
             main, lores = item
             yield Frame(
-                main, index, time.monotonic() - t0, small=lores, small_scale=self.small_scale
+                main,
+                index,
+                time.monotonic() - t0,
+                small=lores,
+                small_scale=self.small_scale,
+                t_capture=stamp,
+                dropped_before=dropped if index else 0,
             )
             index += 1
 

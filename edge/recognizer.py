@@ -22,7 +22,7 @@ import numpy as np
 from fer_edge.edge.classifier import Classifier
 from fer_edge.edge.config import DEFAULTS, RuntimeConfig, model_path
 from fer_edge.edge.detectors import Detector, make_detector
-from fer_edge.edge.pipeline import Pipeline, PipelineConfig
+from fer_edge.edge.pipeline import Pipeline, PipelineConfig, apply_thread_plan
 from fer_edge.edge.types import Face, Frame, FrameResult
 
 
@@ -89,9 +89,13 @@ class EmotionRecognizer:
         overrides = {k: str(v) if k != "threads" else v for k, v in given.items() if v}
         self.config = dataclasses.replace(config, **overrides)
         cfg = self.config
+        apply_thread_plan(cfg.cv_threads)
         self.classifier = Classifier(model_path(cfg.model, cfg.tta), threads=cfg.threads)
         self.detector: Detector = make_detector(
-            cfg.detector, width=cfg.detect_width, yunet_model=cfg.yunet_model or None
+            cfg.detector,
+            width=cfg.detect_width,
+            yunet_model=cfg.yunet_model or None,
+            resize=cfg.detect_resize,
         )
 
     @property
@@ -109,6 +113,9 @@ class EmotionRecognizer:
                 detect_every=1 if every_frame else cfg.detect_every,
                 classify_every=1 if every_frame else cfg.classify_every,
                 smoothing=cfg.smoothing if smoothing is None else smoothing,
+                full_detect_every=0 if every_frame else cfg.full_detect_every,
+                adaptive_width=False if every_frame else cfg.adaptive_width,
+                max_faces=cfg.max_faces,
             ),
         )
 

@@ -17,9 +17,10 @@ log = logging.getLogger(__name__)
 
 
 def face_event(result: FrameResult, face: Face, labels: tuple[str, ...]) -> dict:
-    """One face as a JSON-ready object: frame, t, track, box, label, score and probs."""
+    """One face as a JSON-ready object: frame, t, track, box, label, score and probs; plus
+    t_capture (epoch seconds the frame was captured) when the source stamped it."""
     k = face.label_index()
-    return {
+    event = {
         "frame": result.frame.index,
         "t": round(result.frame.t, 4),
         "track": face.track,
@@ -28,6 +29,9 @@ def face_event(result: FrameResult, face: Face, labels: tuple[str, ...]) -> dict
         "score": round(float(face.probs[k]), 4),
         "probs": {lb: round(float(p), 4) for lb, p in zip(labels, face.probs)},
     }
+    if result.frame.t_capture is not None:
+        event["t_capture"] = round(result.frame.t_capture, 6)
+    return event
 
 
 def face_events(result: FrameResult, labels: tuple[str, ...]) -> list[dict]:

@@ -3,7 +3,8 @@
 `open_source(spec)` picks the kind from the spec: a camera index ("0"), "picamera", a video or
 image file, a folder of images, or a stream URL (rtsp://, http://). Live sources read on a
 thread that keeps only the newest frame, so a slow stage never builds a backlog, and reopen
-with backoff when the device stops delivering.
+with backoff when the device stops delivering. Every frame carries its capture stamp
+(`Frame.t_capture`); an HTTP MJPEG stream is read by edge.mjpeg, which keeps the producer's.
 """
 
 from __future__ import annotations
@@ -42,17 +43,20 @@ class VideoFileSource(Source):
 
     name = "video"
 
-    def __init__(self, path: str | Path, loop: bool = False):
+    def __init__(self, path: str | Path, loop: bool = False, decode_threads: int = 0):
         self.path = Path(path)
         if not self.path.is_file():
             raise SourceError(f"{self.path}: video file not found")
         self.loop = loop
+        self.decode_threads = decode_threads  # FFmpeg's decoder threads (0 = OpenCV's choice)
+        self._lock = threading.Lock()
         self._cap = self._open()
         self.fps = self._cap.get(cv2.CAP_PROP_FPS) or 30.0
         self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
 
     def _open(self) -> cv2.VideoCapture:
-        cap = cv2.VideoCapture(str(self.path))
+        params = [cv2.CAP_PROP_N_THREADS, self.decode_threads] if self.decode_threads else []
+        cap = cv2.VideoCapture(str(self.path), cv2.CAP_ANY, params)
         ok, _ = cap.read() if cap.isOpened() else (False, None)
         if not ok:
             cap.release()
@@ -62,26 +66,30 @@ class VideoFileSource(Source):
         cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
         return cap
 
-    def _decoded(self) -> Iterator[np.ndarray]:
-        while self._cap is not None:
-            ok, img = self._cap.read()
-            if not ok and self.loop:
-                self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+    def _decoded(self) -> Iterator[tuple[np.ndarray, float]]:
+        while True:
+            with self._lock:  # close() may run while the read-ahead thread decodes
+                if self._cap is None:
+                    return
                 ok, img = self._cap.read()
+                if not ok and self.loop:
+                    self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                    ok, img = self._cap.read()
             if not ok:
                 return
-            yield img
+            yield img, time.time()  # "captured" = decoded, for a file
 
     def frames(self) -> Iterator[Frame]:
         # Decode one step ahead on a thread (bounded, nothing dropped): cv2 releases the GIL,
         # so decoding overlaps detection on a second core.
-        for index, img in enumerate(read_ahead(self._decoded(), depth=4)):
-            yield Frame(img, index, index / self.fps)
+        for index, (img, stamp) in enumerate(read_ahead(self._decoded(), depth=4)):
+            yield Frame(img, index, index / self.fps, t_capture=stamp)
 
     def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
+        with self._lock:
+            if self._cap is not None:
+                self._cap.release()
+                self._cap = None
 
 
 def read_ahead(items: Iterator, depth: int) -> Iterator:
@@ -139,16 +147,22 @@ class ImageSource(Source):
             img = cv2.imread(str(f), cv2.IMREAD_COLOR)
             if img is None:
                 raise SourceError(f"{f}: cannot read this image")
-            yield Frame(img, i, float(i))
+            yield Frame(img, i, float(i), t_capture=time.time())
 
 
 class LatestFrameReader:
-    """Reads a live device on a thread and keeps only the newest frame."""
+    """Reads a live device on a thread and keeps only the newest frame.
+
+    `read()` returns (ok, frame) or (ok, frame, capture stamp); without a stamp the frame is
+    stamped with time.time() as soon as the read returns. A frame replaced before anyone took
+    it is dropped: `next()` says how many were dropped since the caller's previous frame.
+    """
 
     def __init__(self, read, reopen, name: str, max_backoff: float = 8.0):
         self._read, self._reopen, self._name = read, reopen, name
         self._cond = threading.Condition()
         self._frame: np.ndarray | None = None
+        self._stamp = 0.0
         self._seq = 0
         self._stop = threading.Event()
         self.max_backoff = max_backoff
@@ -158,11 +172,13 @@ class LatestFrameReader:
     def _run(self) -> None:
         backoff = 0.5
         while not self._stop.is_set():
-            ok, img = self._read()
+            got = self._read()
+            ok, img = got[0], got[1]
+            stamp = got[2] if len(got) > 2 else time.time()
             if ok and img is not None:
                 backoff = 0.5
                 with self._cond:
-                    self._frame, self._seq = img, self._seq + 1
+                    self._frame, self._stamp, self._seq = img, stamp, self._seq + 1
                     self._cond.notify_all()
                 continue
             if self._stop.is_set():
@@ -176,13 +192,37 @@ class LatestFrameReader:
             except SourceError as exc:
                 log.warning("%s", exc)
 
-    def next(self, last_seq: int, timeout: float = 1.0) -> tuple[int, np.ndarray | None]:
+    def next_stamped(self, last_seq: int, timeout: float = 1.0):
+        """(seq, frame or None, capture stamp, frames dropped since `last_seq`)."""
         with self._cond:
             self._cond.wait_for(lambda: self._seq != last_seq or self._stop.is_set(), timeout)
-            return self._seq, self._frame if self._seq != last_seq else None
+            if self._seq == last_seq:
+                return last_seq, None, 0.0, 0
+            return self._seq, self._frame, self._stamp, max(0, self._seq - last_seq - 1)
 
-    def stop(self) -> None:
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def frames(self) -> Iterator[Frame]:
+        """Frames as they come, each with its capture stamp and the drops before it."""
+        seq, index, t0 = 0, 0, time.monotonic()
+        while True:
+            seq, img, stamp, dropped = self.next_stamped(seq)
+            if img is None:
+                if self.stopped:
+                    return
+                continue
+            # The first frame's "drops" are frames the device delivered before we asked.
+            dropped = dropped if index else 0
+            yield Frame(img, index, time.monotonic() - t0, t_capture=stamp, dropped_before=dropped)
+            index += 1
+
+    def stop(self, unblock=None) -> None:
+        """Stop reading; `unblock()` (e.g. closing a socket) frees a read that is waiting."""
         self._stop.set()
+        if unblock is not None:
+            unblock()
         with self._cond:
             self._cond.notify_all()
         self._thread.join(timeout=2.0)
@@ -220,15 +260,7 @@ class OpenCVLiveSource(Source):
         self._cap = self._open()
 
     def frames(self) -> Iterator[Frame]:
-        seq, index, t0 = 0, 0, time.monotonic()
-        while True:
-            seq, img = self._reader.next(seq)
-            if img is None:
-                if self._reader._stop.is_set():
-                    return
-                continue
-            yield Frame(img, index, time.monotonic() - t0)
-            index += 1
+        return self._reader.frames()
 
     def close(self) -> None:
         self._reader.stop()
@@ -241,6 +273,7 @@ def open_source(
     width: int = 0,
     height: int = 0,
     lores_width: int = DEFAULTS.detect_width,
+    decode_threads: int = 0,
 ) -> Source:
     """Open a source from its command-line spec (see module docstring)."""
     spec = str(spec).strip()
@@ -250,6 +283,10 @@ def open_source(
         from fer_edge.edge.picamera import PiCameraSource
 
         return PiCameraSource(width or 1280, height or 720, lores_width=lores_width)
+    if spec.lower().startswith(("http://", "https://")):
+        from fer_edge.edge.mjpeg import open_http_source
+
+        return open_http_source(spec)
     if spec.lower().startswith(STREAM_PREFIXES):
         return OpenCVLiveSource(spec)
     path = Path(spec)
@@ -257,4 +294,4 @@ def open_source(
         raise SourceError(f"--source {spec}: no such file, folder or camera")
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource(path)
-    return VideoFileSource(path, loop=loop)
+    return VideoFileSource(path, loop=loop, decode_threads=decode_threads)

@@ -30,28 +30,47 @@ class Tracker:
     _tracks: list[_Track] = field(default_factory=list)
     _next_id: int = 0
 
-    def update(self, boxes: list[Box], probs: list[np.ndarray]) -> list[tuple[int, np.ndarray]]:
-        """(track id, smoothed probabilities) for each box, in the order given."""
+    def assign(self, boxes: list[Box]) -> list[int | None]:
+        """For each box, the index of the track it continues, or None for a new face."""
         pairs = sorted(
             ((b.iou(t.box), i, j) for i, b in enumerate(boxes) for j, t in enumerate(self._tracks)),
             reverse=True,
         )
-        assigned: dict[int, int] = {}
+        assigned: list[int | None] = [None] * len(boxes)
         used: set[int] = set()
         for iou, i, j in pairs:
             if iou < self.iou_threshold:
                 break
-            if i in assigned or j in used:
+            if assigned[i] is not None or j in used:
                 continue
             assigned[i] = j
             used.add(j)
+        return assigned
+
+    def has_new(self, boxes: list[Box]) -> bool:
+        """True when some box does not continue a track (it needs classifying)."""
+        return any(j is None for j in self.assign(boxes))
+
+    def update(
+        self, boxes: list[Box], probs: list[np.ndarray | None]
+    ) -> list[tuple[int, np.ndarray]]:
+        """(track id, smoothed probabilities) for each box, in the order given.
+
+        A None in `probs` (a frame that was not classified) moves the track's box and keeps its
+        probabilities; only boxes that continue a track may have None.
+        """
+        assigned = self.assign(boxes)
+        used = {j for j in assigned if j is not None}
         out = []
-        for i, (box, p) in enumerate(zip(boxes, probs)):
-            if i in assigned:
-                t = self._tracks[assigned[i]]
-                t.probs = self.alpha * p + (1.0 - self.alpha) * t.probs
+        for box, p, j in zip(boxes, probs, assigned):
+            if j is not None:
+                t = self._tracks[j]
+                if p is not None:
+                    t.probs = self.alpha * p + (1.0 - self.alpha) * t.probs
                 t.box, t.missed = box, 0
             else:
+                if p is None:
+                    raise ValueError(f"a new face at {box.as_tuple()} needs probabilities")
                 t = _Track(self._next_id, box, p.astype(np.float32))
                 self._next_id += 1
                 self._tracks.append(t)

@@ -63,6 +63,12 @@ class Frame:
     t: float  # seconds: media time for files, time since start for live sources
     small: np.ndarray | None = None
     small_scale: float = 1.0
+    # Wall-clock time (time.time(), seconds since the epoch) the frame was captured: the
+    # producer's stamp when the stream carries one (X-Timestamp), else when the reader grabbed
+    # or decoded it. Event time minus this is the frame's age ("glass to event").
+    t_capture: float | None = None
+    # Frames the latest-frame reader overwrote (never processed) since the previous one.
+    dropped_before: int = 0
 
 
 @dataclass(frozen=True)

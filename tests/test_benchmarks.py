@@ -79,6 +79,8 @@ def pipeline_run(bench_model, video, tmp_path_factory):
             "5",
             "--configs",
             "default,haar,decode",
+            "--modes",
+            "pipeline",
             "--out",
             str(out),
         ]
@@ -221,6 +223,7 @@ def test_bench_runs_without_tensorflow_or_optional_packages(bench_model, video, 
         "from benchmarks.cli import main\n"
         f"rc = main(['bench', '--source', {str(video)!r}, '--model', {str(bench_model)!r},"
         f" '--configs', 'default,baseline', '--frames', '5', '--warmup', '0',"
+        " '--modes', 'pipeline',"
         f" '--baseline-frames', '2', '--out', {str(tmp_path)!r}])\n"
         "sys.exit(rc)\n"
     )
@@ -368,3 +371,125 @@ def test_bench_accuracy_on_fer2013(bench_model, archive, tmp_path):
     v = result["variants"][bench_model.name]
     assert v["public"]["n"] > 3000 and v["private"]["n"] > 3000
     assert 0 <= v["private"]["accuracy"] <= 1 and v["latency"]["1"]["n"] == 20
+
+
+# --- issue 13: today's default against v1, one lever at a time, labels against a reference ----
+
+
+def test_each_v1_lever_changes_exactly_one_thing(bench_model):
+    from dataclasses import asdict
+
+    known, default = standard_configs(str(bench_model), "", v1_model=str(bench_model) + ".v1")
+    v1 = asdict(known["v1-default"])
+    assert (v1["detect_every"], v1["classify_every"], v1["detect_width"], v1["threads"]) == (
+        2,
+        2,
+        320,
+        2,
+    )
+    assert v1["model"].endswith(".v1") and not v1["batch"] and v1["full_detect_every"] == 0
+    for name, cfg in known.items():
+        if not name.startswith("v1+"):
+            continue
+        changed = {k for k, v in asdict(cfg).items() if v != v1[k]} - {"name", "reference"}
+        assert len(changed) == 1 or changed <= {"cv_threads", "threads"}, (name, changed)
+    assert known["v1+student"].model == str(bench_model)
+    assert {"default", "v1-default", "reference", "v1-reference", "v1+roi"} <= set(default)
+    assert known["reference"].detect_every == known["reference"].classify_every == 1
+    assert known["default"].reference == "reference"
+    assert known["v1-default"].reference == "v1-reference"
+
+
+def test_agreement_with_the_reference_labels():
+    from fer_edge.benchmarks.throughput import agreement
+    from fer_edge.edge.types import Box
+
+    ref = {0: [(Box(0, 0, 50, 50), 1)], 1: [(Box(0, 0, 50, 50), 1), (Box(200, 0, 50, 50), 2)]}
+    same = {0: [(Box(2, 1, 50, 50), 1)], 1: [(Box(0, 0, 50, 50), 1), (Box(201, 0, 50, 50), 2)]}
+    assert agreement(ref, same) == {"faces": 3, "found": 1.0, "label_agreement": 1.0}
+    other = {0: [(Box(0, 0, 50, 50), 3)], 1: [(Box(0, 0, 50, 50), 1)]}  # one wrong, one missed
+    assert agreement(ref, other) == {"faces": 3, "found": 0.6667, "label_agreement": 0.3333}
+
+
+def test_default_is_compared_with_v1_and_the_reference_in_one_run(bench_model, video):
+    known, _ = standard_configs(str(bench_model), "")
+    configs = [known[n] for n in ("default", "v1-default", "default+roi", "reference")]
+    result, _ = run_benchmark(configs, str(video), frames=30, warmup=2, baseline_frames=0)
+    r = result["configs"]
+    for name in ("default", "v1-default", "default+roi"):
+        a = r[name]["agreement"]
+        assert a["reference"] == "reference" and a["faces"] >= 30
+        assert 0.9 <= a["found"] <= 1 and 0 <= a["label_agreement"] <= 1
+        assert "_labels" not in r[name]
+    assert "agreement" not in r["reference"]
+    assert r["default+roi"]["passes"]["roi"] > 0 and r["v1-default"]["passes"]["roi"] == 0
+    assert result["speedup_vs_v1"] == pytest.approx(
+        r["default"]["fps"] / r["v1-default"]["fps"], rel=0.01
+    )
+    md = pipeline_markdown(result)
+    assert "agreement" in md and "v1-default" in md
+
+
+def test_cost_model_counts_from_the_graphs(int8_model):
+    from conftest import YUNET, need
+    from fer_edge.benchmarks.costmodel import REFERENCES, cost_model, onnx_cost, tflite_cost
+    from fer_edge.benchmarks.report_modes import cost_markdown
+
+    yunet = need(YUNET)
+    pytest.importorskip("onnx")
+    small, large = onnx_cost(yunet, 320, 192), onnx_cost(yunet, 640, 384)
+    # every feature map is 4x larger at twice the side (sides are multiples of 32)
+    assert large["macs"] == 4 * small["macs"] and small["params"] == large["params"]
+    assert 40_000 < small["params"] < 200_000  # YuNet is a ~75k-parameter detector
+    c = tflite_cost(int8_model)
+    assert 1_000_000 < c["macs"] and 100_000 < c["params"] < 5_000_000
+    model = cost_model(yunet, [int8_model])
+    assert model["estimate"] is True
+    for stage in model["stages"].values():
+        assert stage["pi4_ms"] > stage["pi5_ms"] > 0 and stage["source"]
+    md = cost_markdown({**fake_header(), "cost": model})
+    assert "ESTIMATES" in md and md.count("(estimate)") >= 4
+    for ref in REFERENCES.values():
+        assert ref["url"] in md
+
+
+def test_tflite_macs_and_params_of_a_model_with_known_counts(tmp_path):
+    """A two-layer model whose counts are known by hand: 3x3 conv, 1 -> 8 channels on 16x16
+    (same padding) = 16*16*8*9 MACs and 8*9 + 8 parameters; dense 2048 -> 5 = 10,240 MACs and
+    10,245 parameters; run as a batch of 3 inside the graph to check the batch is counted."""
+    tf = pytest.importorskip("tensorflow")
+    from fer_edge.benchmarks.costmodel import tflite_cost
+
+    inp = tf.keras.Input((16, 16, 1), batch_size=1)
+    x = tf.keras.layers.Lambda(lambda t: tf.concat([t, t + 1.0, t - 1.0], axis=0))(inp)
+    # non-zero biases: the converter drops a bias that is all zeros
+    x = tf.keras.layers.Conv2D(8, 3, padding="same", bias_initializer="ones")(x)
+    x = tf.keras.layers.Flatten()(x)
+    out = tf.keras.layers.Dense(5, bias_initializer="ones")(x)
+    model = tf.keras.Model(inp, out)
+    path = tmp_path / "known.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    c = tflite_cost(path)
+    assert c["macs"] == 3 * (16 * 16 * 8 * 9 + 2048 * 5)
+    assert c["params"] == (8 * 9 + 8) + (2048 * 5 + 5)
+
+
+def fake_header() -> dict:
+    return {
+        "created": "2026-01-01T00:00:00",
+        "machine": machine_info(),
+        "software": {"interpreter": "ai-edge-litert", "opencv": "4", "numpy": "2"},
+    }
+
+
+def test_rounds_keep_each_configurations_median_round(bench_model, video):
+    known, _ = standard_configs(str(bench_model), "")
+    configs = [known["default"], known["decode"]]
+    result, samples = run_benchmark(configs, str(video), frames=8, warmup=1, rounds=3)
+    assert result["settings"]["rounds"] == 3
+    for name in ("default", "decode"):
+        r = result["configs"][name]
+        assert len(r["fps_rounds"]) == 3
+        assert r["fps"] == sorted(r["fps_rounds"])[1]  # the median round is the one reported
+    assert set(samples) == {"default", "decode"}
+    assert "3 rounds" in pipeline_markdown(result)
