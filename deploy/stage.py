@@ -130,19 +130,25 @@ def check_password_file(path: str | None, mqtt: str) -> Path | None:
     return file
 
 
-def edge_requirements(pyproject: Path = PROJECT_ROOT / "pyproject.toml") -> list[str]:
-    """The runtime requirements: core dependencies plus the `edge` extra, as pip would install."""
+def edge_requirements(
+    pyproject: Path = PROJECT_ROOT / "pyproject.toml", mqtt: bool = False
+) -> list[str]:
+    """The runtime requirements: core dependencies plus the `edge` extra, as pip would install;
+    with `mqtt`, also the `mqtt` extra (the MQTT client) when pyproject.toml defines one."""
     if tomllib is None:
         raise StageError(
             "reading pyproject.toml needs Python 3.11+ (tomllib); set PYTHON=python3.11"
         )
     try:
         project = tomllib.loads(pyproject.read_text())["project"]
-        reqs = project.get("dependencies", []) + project["optional-dependencies"]["edge"]
+        extras = project["optional-dependencies"]
+        reqs = project.get("dependencies", []) + extras["edge"]
     except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
         raise StageError(
             f"{pyproject}: cannot read [project.optional-dependencies].edge ({exc})"
         ) from None
+    if mqtt:  # only a Pi that publishes needs the client
+        reqs += extras.get("mqtt", [])
     return list(dict.fromkeys(reqs))  # the core numpy pin repeats in the extra
 
 
@@ -244,7 +250,8 @@ def build(cfg: StageConfig, out: Path) -> None:
     models.mkdir()
     for src in (cfg.model, Path(f"{cfg.model}.json"), cfg.yunet):
         shutil.copy2(src, models / src.name)
-    (out / "requirements-edge.txt").write_text(requirements_text(edge_requirements()))
+    reqs = edge_requirements(mqtt=bool(cfg.mqtt))
+    (out / "requirements-edge.txt").write_text(requirements_text(reqs))
     shutil.copy2(HERE / "Makefile.pi", out / "Makefile")
     meta = out / ".deploy"
     meta.mkdir()

@@ -18,7 +18,14 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from deploy.stage import StageConfig, StageError, build, check_mqtt, resolve_yunet
+from deploy.stage import (
+    StageConfig,
+    StageError,
+    build,
+    check_mqtt,
+    edge_requirements,
+    resolve_yunet,
+)
 
 README_COMMANDS = ("deploy", "deploy-status", "logs", "undeploy")
 
@@ -173,6 +180,16 @@ def test_unit_carries_mqtt_and_dashboard_and_the_secret_is_0600(tmp_path):
     assert shipped.read_text() == "hunter2\n" and shipped.stat().st_mode & 0o777 == 0o600
     others = [p for p in out.rglob("*") if p.is_file() and p != shipped]
     assert not any(b"hunter2" in p.read_bytes() for p in others)
+
+
+def test_mqtt_extra_goes_to_the_pi_only_with_mqtt(tmp_path):
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\ndependencies = ["numpy"]\n[project.optional-dependencies]\n'
+        'edge = ["numpy", "opencv-python-headless"]\nmqtt = ["paho-mqtt>=2.1,<3"]\n'
+    )
+    assert edge_requirements(pyproject) == ["numpy", "opencv-python-headless"]
+    assert edge_requirements(pyproject, mqtt=True)[-1] == "paho-mqtt>=2.1,<3"
 
 
 def test_unit_without_mqtt_or_dashboard_has_neither(tmp_path):

@@ -30,6 +30,7 @@ def cmd_run(args) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)  # even when started with SIGINT ignored (a & job)
     pi = EmulatedPi(pi_os(args.os), port=args.port, cpu=args.cpu)
     with pi:
         print(
