@@ -30,7 +30,7 @@ VARIANT_FILES = (
     "fer_float16.tflite",
     "fer_dynamic.tflite",
     "fer_int8.tflite",
-    "fer_mnv2.keras",
+    "fer_student.h5",
 )
 SPLITS = {"public": "PublicTest", "private": "PrivateTest"}
 LATENCY_WARMUP = 30  # invokes before timing: first calls allocate and pick kernels

@@ -1,6 +1,6 @@
 """Frame rate of `run` with and without the MQTT and dashboard sinks, in the same run.
 
-    python -m benchmarks.sinks --source VIDEO [--rounds 3] [--compare-repo ../main]
+    python -m fer_edge.benchmarks.sinks --source VIDEO [--rounds 3] [--compare-repo ../main]
 
 Each variant is a fresh `python -m fer_edge.edge run --headless --events /dev/null` on the same
 video;
@@ -103,14 +103,14 @@ def run_once(args, variant: str, mqtt_url: str | None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.sinks",
+        prog="python -m fer_edge.benchmarks.sinks",
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
         "--source",
-        default=str(ROOT.parent / "shared/media/obama_face2face-demo_1280x720_30fps.mp4"),
-        help="video file every variant plays",
+        default=os.environ.get("FER_EDGE_BENCH_VIDEO", ""),
+        help="video file every variant plays (default: $FER_EDGE_BENCH_VIDEO)",
     )
     p.add_argument("--model", default=str(ROOT / "models/fer_int8.tflite"), help="TFLite model")
     p.add_argument("--frames", type=int, default=0, help="frames per run (0 = the whole video)")
@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compare-repo", default=None, help="another checkout: adds repo_plain")
     p.add_argument("--out", default=None, help="also write the results as JSON to this file")
     args = p.parse_args(argv)
+    if not args.source or not Path(args.source).is_file():
+        p.error(f"--source {args.source!r}: give a video file (or set FER_EDGE_BENCH_VIDEO)")
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if args.compare_repo:
         variants.append("repo_plain")

@@ -4,12 +4,15 @@
 # Makefiles), python3-venv (the "Pi" builds its venv) and systemd's analyzer (unit checks);
 # for the emulated arm64 Pi (tests/test_pi_emulated.py, deploy/pi/): debootstrap (builds its
 # Debian userland) and qemu-user-static (runs its arm64 programs through binfmt_misc, which
-# deploy/pi registers itself, so binfmt-support is not needed).
+# deploy/pi registers itself, so binfmt-support is not needed); mosquitto (the MQTT test's
+# broker, with mosquitto_passwd), chromium + chromium-driver (the dashboard's browser test) and
+# openssl (the MQTT TLS test's certificates).
 # Idempotent: apt-get update runs only when a package is missing, so a warm machine spends
 # no time here. Needs root (CI runs as root).
 set -euo pipefail
 
-wanted=(openssh-server openssh-client rsync make python3-venv systemd debootstrap qemu-user-static)
+wanted=(openssh-server openssh-client rsync make python3-venv systemd debootstrap qemu-user-static
+    mosquitto chromium chromium-driver openssl)
 
 missing=()
 for pkg in "${wanted[@]}"; do
