@@ -22,21 +22,21 @@ def face_events(result: FrameResult, labels: tuple[str, ...]) -> list[dict]:
     """One JSON-ready object per face: frame, t, track, box, label, score and probs; plus
     t_capture (epoch seconds the frame was captured) when the source stamped it."""
     out = []
-    stamp = result.frame.t_capture
     for face in result.faces:
         k = face.label_index()
-        event = {
-            "frame": result.frame.index,
-            "t": round(result.frame.t, 4),
-            "track": face.track,
-            "box": list(face.box.as_tuple()),
-            "label": labels[k],
-            "score": round(float(face.probs[k]), 4),
-            "probs": {lb: round(float(p), 4) for lb, p in zip(labels, face.probs)},
-        }
-        if stamp is not None:
-            event["t_capture"] = round(stamp, 6)
-        out.append(event)
+        out.append(
+            {
+                "frame": result.frame.index,
+                "t": round(result.frame.t, 4),
+                "track": face.track,
+                "box": list(face.box.as_tuple()),
+                "label": labels[k],
+                "score": round(float(face.probs[k]), 4),
+                "probs": {lb: round(float(p), 4) for lb, p in zip(labels, face.probs)},
+            }
+        )
+        if result.frame.t_capture is not None:
+            out[-1]["t_capture"] = round(result.frame.t_capture, 6)
     return out
 
 
