@@ -95,9 +95,10 @@ def crowd_runs(args, configs) -> dict:
     from benchmarks.crowd import run_crowd
 
     media = Path(__file__).resolve().parents[2] / "shared" / "media"
-    videos = sorted(str(p) for p in media.glob("*.mp4"))
-    if os.path.isfile(args.source) and args.source not in videos:
-        videos = [args.source, *videos]
+    videos = sorted(str(p.resolve()) for p in media.glob("*.mp4"))
+    source = os.path.realpath(args.source)
+    if os.path.isfile(source) and source not in videos:
+        videos = [source, *videos]
     if not videos:
         raise ConfigError(f"crowd mode: no face videos in {media}; pass --source VIDEO")
     runs = run_crowd(configs, videos, args.crowd_faces, args.crowd_frames, args.warmup, args.rounds)
