@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +28,12 @@ def run_modes(args, modes: list[str]) -> list[str]:
     # Options first, so a typo fails before anything has run.
     live = select_configs(args, args.live_configs, "--live-configs") if "latency" in modes else []
     crowd = select_configs(args, args.crowd_configs, "--crowd-configs") if "crowd" in modes else []
+    bad = [n for n in args.crowd_faces if math.isqrt(n) ** 2 != n or n > 36]
+    if "crowd" in modes and bad:
+        raise ConfigError(
+            f"--crowd-faces {','.join(map(str, args.crowd_faces))}: each count must be a square "
+            "number up to 36 (a k x k grid), such as 1,4,9,16"
+        )
     header = {
         "created": datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": machine_info(),
@@ -88,9 +95,10 @@ def crowd_runs(args, configs) -> dict:
     from fer_edge.benchmarks.crowd import run_crowd
 
     media = Path(__file__).resolve().parents[2] / "shared" / "media"
-    videos = sorted(str(p) for p in media.glob("*.mp4"))
-    if os.path.isfile(args.source) and args.source not in videos:
-        videos = [args.source, *videos]
+    videos = sorted(str(p.resolve()) for p in media.glob("*.mp4"))
+    source = os.path.realpath(args.source)
+    if os.path.isfile(source) and source not in videos:
+        videos = [source, *videos]
     if not videos:
         raise ConfigError(f"crowd mode: no face videos in {media}; pass --source VIDEO")
     runs = run_crowd(configs, videos, args.crowd_faces, args.crowd_frames, args.warmup, args.rounds)

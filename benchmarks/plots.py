@@ -128,6 +128,10 @@ def scaling_plot(runs: dict[str, dict], title: str, path: Path) -> Path | None:
         faces = [r["faces"] for r in rows]
         a.plot(faces, [r["ms_per_frame"] for r in rows], marker="o", label=cfg)
         b.plot(faces, [r.get("ms_per_face") or np.nan for r in rows], marker="o", label=cfg)
+    counts = sorted({r["faces"] for r in runs.values()})
+    for axis in (a, b):
+        axis.set_xticks(counts)
+        axis.grid(alpha=0.3)
     a.set_xlabel("faces in the frame")
     a.set_ylabel("ms per frame")
     b.set_xlabel("faces in the frame")

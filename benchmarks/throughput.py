@@ -1,10 +1,12 @@
 """`fer-edge bench`: end-to-end FPS and per-stage latency of the runtime on one video.
 
 Several configurations run in one process on the same frames, one after another: the default
-runtime, its float32 model, the other face detector, detection on every frame, more interpreter
-threads, the decode-only rate of the video (the ceiling), and the original approach this project
-replaced (see benchmarks/baseline.py). A configuration that fails is recorded as
-`{"error": ...}` and the others still run.
+runtime, the runtime before issue 13 (`v1-default`) and each of its levers alone (`v1+X`), the
+reference that detects and classifies every frame (every run's labels are compared with it), its
+float32 model, the other face detector, other schedules and thread counts, the decode-only rate
+of the video (the ceiling), and the original approach this project replaced (see
+benchmarks/baseline.py); benchmarks/configs.py defines them all. A configuration that fails is
+recorded as `{"error": ...}` and the others still run.
 """
 
 from __future__ import annotations

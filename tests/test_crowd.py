@@ -48,7 +48,6 @@ def test_face_count_must_be_a_square(videos, tmp_path):
         build_crowd_video(videos, 5, frames=2, out=tmp_path)
 
 
-@pytest.mark.slow
 def test_bench_crowd_mode(int8_model, tmp_path, monkeypatch):
     monkeypatch.setenv("FER_EDGE_CACHE", str(tmp_path / "cache"))
     rc = main(
@@ -80,3 +79,10 @@ def test_bench_crowd_mode(int8_model, tmp_path, monkeypatch):
     assert runs["default/1"]["cost_vs_first"] == 1.0
     assert runs["default/4"]["faces_per_frame"] >= 3.5
     assert "| default/4 | 4 |" in (folder / "crowd.md").read_text()
+
+
+def test_a_crowd_size_that_is_not_a_square_is_one_line(int8_model):
+    from conftest import one_line_error, run_cli
+
+    proc = run_cli("bench", "--modes", "crowd", "--model", str(int8_model), "--crowd-faces", "1,5")
+    assert "--crowd-faces 1,5" in one_line_error(proc)

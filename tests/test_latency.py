@@ -88,7 +88,6 @@ def test_a_url_that_is_not_a_stream_is_one_clear_error():
         open_source(f"http://127.0.0.1:{port}/")
 
 
-@pytest.mark.slow
 def test_bench_latency_mode_on_a_live_stand_in_camera(int8_model, video, tmp_path):
     rc = main(
         [
