@@ -162,7 +162,10 @@ def standard_configs(
         reference,
         v1_reference,
         replace(base, name="default-unbatched", batch=False),
-        replace(base, name="default+roi", full_detect_every=base.full_detect_every or 10),
+        # the tracked-squares lever against the default: taken out when the default has it
+        replace(base, name="default-no-roi", full_detect_every=0)
+        if base.full_detect_every
+        else replace(base, name="default+roi", full_detect_every=10),
         replace(base, name="float32", model=str(float_model), reference=""),
         replace(base, name=other, detector=other, reference=""),
         replace(base, name=f"detect_every_{every}", detect_every=every),

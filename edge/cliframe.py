@@ -81,18 +81,24 @@ class OneLineParser(argparse.ArgumentParser):
         return action
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _at_least(kind, low, strict: bool = False):
+    """An argparse type: `kind(text)`, at least `low` (more than `low` when strict)."""
+
+    def parse(text: str):
+        value = kind(text)
+        if value < low or (strict and value == low):
+            bound = "more than" if strict else "at least"
+            raise argparse.ArgumentTypeError(f"must be {bound} {low}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+positive_int = _at_least(int, 1)
+non_negative_int = _at_least(int, 0)
+positive_float = _at_least(float, 0, strict=True)
+non_negative_float = _at_least(float, 0)
 
 
 def command_parser(prog: str, description: str) -> tuple[OneLineParser, object]:

@@ -88,11 +88,16 @@ class Fer2013:
         return out
 
 
-def default_data_path() -> Path | None:
-    env = os.environ.get("DATA") or os.environ.get("FER_DATA")
+def default_path(env_names: tuple[str, ...], fallback: Path) -> Path | None:
+    """The first of these environment variables that is set, else `fallback` if it exists."""
+    env = next((os.environ[n] for n in env_names if os.environ.get(n)), None)
     if env:
         return Path(env)
-    return SHARED_ARCHIVE if SHARED_ARCHIVE.is_file() else None
+    return fallback if fallback.is_file() else None
+
+
+def default_data_path() -> Path | None:
+    return default_path(("DATA", "FER_DATA"), SHARED_ARCHIVE)
 
 
 def cache_dir() -> Path:

@@ -71,10 +71,9 @@ class Votes:
 
 
 def default_votes_path() -> Path | None:
-    env = os.environ.get("FERPLUS")
-    if env:
-        return Path(env)
-    return SHARED_VOTES if SHARED_VOTES.is_file() else None
+    from fer_edge.train.data import default_path
+
+    return default_path(("FERPLUS",), SHARED_VOTES)
 
 
 def load_votes(path: str | os.PathLike | None = None) -> Votes:
