@@ -47,7 +47,8 @@ class RuntimeConfig:
     # tracked faces (0 = always the whole frame). With the one-view model this kept 100% label
     # agreement with the every-frame reference on the 720p video (README, Throughput)
     full_detect_every: int = 10
-    adaptive_width: bool = False  # narrower whole-frame passes while the tracked faces are large
+    # narrower whole-frame passes while the tracked faces are large (every 4th pass full width)
+    adaptive_width: bool = True
     max_faces: int = 16  # largest faces classified per frame; the rest are ignored
     cv_threads: int = (
         1  # OpenCV worker threads (0 = OpenCV's default); LiteRT and decoding use the rest
