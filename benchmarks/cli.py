@@ -146,6 +146,13 @@ def cmd_bench(args) -> int:
         result, samples = run_benchmark(
             configs, args.source, args.frames, args.warmup, args.baseline_frames, args.rounds
         )
+        from fer_edge.benchmarks.runcheck import runtime_check
+
+        check = runtime_check(result, args.source, args.model, args.frames)
+        if check:
+            result["runtime_check"] = check
+            if not check["within"]:
+                failed.append("runtime_check")
         written = write_pipeline_results(result, samples, args.out)
         print(pipeline_markdown(result))
         print("wrote " + ", ".join(str(p) for p in written))

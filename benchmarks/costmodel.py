@@ -12,6 +12,7 @@ graph's constant weight tensors.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -86,8 +87,9 @@ def onnx_cost(path: str | Path, width: int, height: int) -> dict:
 def tflite_cost(path: str | Path) -> dict:
     """MACs and parameters of a TFLite model, from its graph as the interpreter loads it.
 
-    Shapes are read after allocation: the flatbuffer's static shapes say batch 1 where the six
-    test-time views run as a batch of 6 inside the graph. Parameters are the weights and biases
+    The interpreter reports the network's shapes for one view: a model with test-time views
+    runs that network once per view (a batch of 6 for `multi`), so MACs are multiplied by the
+    views its contract declares. Parameters are the weights and biases
     of the convolution and dense layers (BatchNorm is folded into them by the converter).
     """
     from fer_edge.edge.interpreter import load_interpreter_class
@@ -97,8 +99,11 @@ def tflite_cost(path: str | Path) -> dict:
     interp.allocate_tensors()
     shapes = {t["index"]: [int(v) for v in t["shape"]] for t in interp.get_tensor_details()}
     macs = params = 0
+    batch_seen = 1
     for op in interp._get_ops_details():
         name, ins, out = op["op_name"], list(op["inputs"]), shapes[op["outputs"][0]]
+        if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            batch_seen = max(batch_seen, out[0])
         if name == "CONV_2D":
             macs += math.prod(out) * math.prod(shapes[ins[1]][1:])
         elif name == "DEPTHWISE_CONV_2D":
@@ -108,8 +113,15 @@ def tflite_cost(path: str | Path) -> dict:
         else:
             continue
         params += sum(math.prod(shapes[i]) for i in ins[1:3] if i >= 0)
-    batch = interp.get_input_details()[0]["shape"][0]
-    return {"macs": int(macs), "params": int(params), "batch": int(batch)}
+    # The converter keeps the batch of views in the static shapes only when the model's input
+    # batch was fixed; otherwise it reports one view, and the contract says how many run.
+    sidecar = Path(f"{path}.json")
+    views = 1
+    if sidecar.is_file():
+        tta = json.loads(sidecar.read_text()).get("tta", "none")
+        views = {"none": 1, "flip": 2, "multi": 6}.get(tta, 1)
+    extra = views if batch_seen < views else 1
+    return {"macs": int(macs) * extra, "params": int(params), "views": views}
 
 
 def yunet_input(width: int, height: int) -> tuple[int, int]:

@@ -146,6 +146,16 @@ def pipeline_markdown(result: dict) -> str:
             f"FPS** ({default['fps']:.1f} vs {base['fps']:.1f}). Original approach: "
             f"{base['note']}."
         )
+    rc = result.get("runtime_check")
+    if rc:
+        verdict = "within" if rc["within"] else "NOT within"
+        lines += [
+            "",
+            f"`fer-edge run` on the same video (its own closing FPS line, median of "
+            f"{len(rc['run_fps_all'])} runs): {rc['run_fps']:.1f} FPS vs the bench's default "
+            f"{rc['bench_fps']:.1f} FPS, ratio {rc['ratio']:.2f}: {verdict} "
+            f"{100 * rc['tolerance']:.0f}%.",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -502,3 +502,15 @@ def test_rounds_keep_each_configurations_median_round(bench_model, video):
         assert r["fps"] == sorted(r["fps_rounds"])[1]  # the median round is the one reported
     assert set(samples) == {"default", "decode"}
     assert "3 rounds" in pipeline_markdown(result)
+
+
+def test_runtime_check_reads_the_runtimes_own_fps_line(bench_model, video):
+    """The bench step that compares its FPS with `fer-edge run`'s own closing line (within
+    10% is checked by `make bench` on an idle machine, not here: speed is not a test)."""
+    from fer_edge.benchmarks.runcheck import runtime_check, runtime_fps
+
+    fps = runtime_fps(str(video), str(bench_model), frames=30, runs=1)
+    assert len(fps) == 1 and fps[0] > 0
+    fake = {"configs": {"default": {"fps": fps[0]}}}
+    check = runtime_check(fake, str(video), str(bench_model), frames=30)
+    assert set(check) >= {"bench_fps", "run_fps", "ratio", "within"} and check["ratio"] > 0
