@@ -1,6 +1,7 @@
 """Crowds: a multi-face test video built from the shared face videos, and the `crowd` mode.
 
-`python -m benchmarks.crowd --faces 1,4,9,16` writes one 1280x720 video per face count into the
+`python -m fer_edge.benchmarks.crowd --faces 1,4,9,16` writes one 1280x720 video per face count
+into the
 cache (FER_EDGE_CACHE, default ~/.cache/fer-edge/crowd/; never into the repository): a k x k grid
 of tiles (k = 1..4), each tile a face video started at its own offset and every other tile
 mirrored, so the faces do not move in step. The frame size stays the same for every count, so

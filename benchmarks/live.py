@@ -1,6 +1,6 @@
 """Latency on a live source: a local camera stand-in and the `latency` bench mode.
 
-The producer (`python -m benchmarks.live --video V --fps 30`) behaves like an IP camera: it
+The producer (`python -m fer_edge.benchmarks.live --video V --fps 30`) behaves like an IP camera: it
 serves an HTTP MJPEG stream on 127.0.0.1 and, at a steady `fps`, "captures" the next frame of
 the video: it stamps it with time.time() and sends it to every client at once, with
 `X-Timestamp` (the capture time, as mjpg-streamer sends it) and `X-Frame` (its number). A
