@@ -187,7 +187,9 @@ class MeanHalves(layers.Layer):
 def inference_model(net: keras.Model, tta: str = "flip") -> keras.Model:
     """The shipped graph: the trained net, averaged over the test-time views of each face."""
     if tta == "none":
-        return net
+        # The same layers in a new, uncompiled Model: saving it leaves the optimizer state
+        # (two thirds of the file) out of the shipped model.
+        return keras.Model(net.inputs, net.outputs, name=net.name)
     inp = keras.Input(net.input_shape[1:], name="face")
     out = MeanViews(TTA_VIEWS[tta], name="probs_tta")(net(TTAViews(tta, name="views")(inp)))
     return keras.Model(inp, out, name="fer_edge")
