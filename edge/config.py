@@ -44,11 +44,11 @@ class RuntimeConfig:
     detect_resize: str = "linear"
     detect_every: int = 2  # run the detector every N frames and hold its boxes in between
     # search the whole frame every N frames; detection passes in between look only around
-    # tracked faces (0 = always the whole frame). With the one-view model this kept 100% label
-    # agreement with the every-frame reference on the 720p video (README, Throughput)
-    full_detect_every: int = 10
+    # tracked faces (0 = always the whole frame). Faster, but results then depend on the path:
+    # on an emulated arm64 Pi, tiny numeric differences moved boxes by up to 14 px (README)
+    full_detect_every: int = 0
     # narrower whole-frame passes while the tracked faces are large (every 4th pass full width)
-    adaptive_width: bool = True
+    adaptive_width: bool = False
     max_faces: int = 16  # largest faces classified per frame; the rest are ignored
     cv_threads: int = (
         1  # OpenCV worker threads (0 = OpenCV's default); LiteRT and decoding use the rest

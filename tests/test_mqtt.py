@@ -397,7 +397,7 @@ def test_tls_with_a_ca_file(video, int8_model, tmp_path):
            f"certfile {tmp_path / 'server.crt'}", f"keyfile {tmp_path / 'server.key'}"]  # fmt: skip
     with broker(tmp_path, tls) as b, subscriber(b.port) as sub:  # the subscriber: plain listener
         good = run_edge(video, int8_model, tmp_path / "good.jsonl", "--max_frames", "20",
-                        "--mqtt", f"mqtts://127.0.0.1:{tls_port}",
+                        "--realtime", "--mqtt", f"mqtts://127.0.0.1:{tls_port}",
                         "--mqtt-ca-file", str(tmp_path / "ca.crt"), "--mqtt-qos", "0")  # fmt: skip
         bad = run_edge(video, int8_model, tmp_path / "bad.jsonl", "--max_frames", "20",
                        "--mqtt", f"mqtts://127.0.0.1:{tls_port}")  # fmt: skip

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from fer_edge.edge.config import DEFAULT_MODEL_FILE, YUNET_FILE
+from fer_edge.edge.config import DEFAULT_MODEL_FILE, SEVEN_MODEL_FILE, TTA_MODEL_FILE, YUNET_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -47,12 +47,8 @@ def test_wheel_holds_only_fer_edge_with_its_models(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names} == TOP_LEVEL
     models = {n.removeprefix("fer_edge/models/") for n in names if "/models/" in n}
-    assert models == {
-        DEFAULT_MODEL_FILE,
-        f"{DEFAULT_MODEL_FILE}.json",
-        YUNET_FILE,
-        "LICENSE-yunet.txt",
-    }
+    int8 = (DEFAULT_MODEL_FILE, TTA_MODEL_FILE, SEVEN_MODEL_FILE)
+    assert models == {*int8, *(f"{m}.json" for m in int8), YUNET_FILE, "LICENSE-yunet.txt"}
     shipped = zipfile.ZipFile(wheel).read(f"fer_edge/models/{DEFAULT_MODEL_FILE}")
     assert shipped == (ROOT / "models" / DEFAULT_MODEL_FILE).read_bytes()
     assert not [n for n in names if "/tests/" in n or n.startswith("deploy/")]

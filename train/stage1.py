@@ -100,10 +100,10 @@ def init_weights(net, path: str) -> dict | None:
         if same:
             layer.set_weights(src.get_weights())
         elif layer.name == "probs":
-            log.info("--init_from %s: new classifier layer (%s)", path, shapes)
+            log.info("--init-from %s: new classifier layer (%s)", path, shapes)
         else:
             raise ConfigError(
-                f"--init_from {path}: its architecture differs from this config's model "
+                f"--init-from {path}: its architecture differs from this config's model "
                 f"(layer {layer.name})"
             )
     report = Path(path).with_suffix(".report.json")
