@@ -31,6 +31,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from fer_edge.edge.config import default_model_path
+
 ROOT = Path(__file__).resolve().parents[1]
 FPS_LINE = re.compile(r"(\d+) frames, a face in .* ([\d.]+) FPS")
 
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("FER_EDGE_BENCH_VIDEO", ""),
         help="video file every variant plays (default: $FER_EDGE_BENCH_VIDEO)",
     )
-    p.add_argument("--model", default=str(ROOT / "models/fer_int8.tflite"), help="TFLite model")
+    p.add_argument("--model", default=str(default_model_path()), help="TFLite model")
     p.add_argument("--frames", type=int, default=0, help="frames per run (0 = the whole video)")
     p.add_argument("--rounds", type=int, default=3, help="runs per variant, interleaved")
     p.add_argument("--mqtt", default=None, help="broker URL (default: start a local mosquitto)")

@@ -163,6 +163,8 @@ def follow_logs_briefly(pi) -> list[str]:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        # A shell's background job inherits SIGINT ignored; Ctrl-C must reach `make logs`.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: list[str] = []
     got_event = threading.Event()
