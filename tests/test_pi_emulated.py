@@ -287,7 +287,7 @@ def test_make_deploy_to_emulated_pi(emulated_pi, tmp_path, capsys):
     # 5. The benchmark harness runs there, its numbers labelled emulated.
     bench = pi.ssh(
         f"cd {PI_DIR} && make bench BENCH_ARGS='--frames 5 --warmup 2 --baseline_frames 0 "
-        "--configs default'",
+        "--configs default --modes pipeline'",
         timeout=900,
     )
     assert bench.returncode == 0, bench.stdout + bench.stderr
