@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from deploy.remote import changed_files
 from deploy.stage import (
@@ -66,12 +67,6 @@ def require_system_tools() -> None:
         if os.environ.get("CI"):
             pytest.fail(msg)  # CI must run this test, not quietly skip it
         pytest.skip(msg)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def keygen(path: Path) -> str:
