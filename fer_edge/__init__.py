@@ -14,7 +14,19 @@ and nothing here ever imports TensorFlow.
 
 from __future__ import annotations
 
+import os as _os
 from typing import TYPE_CHECKING
+
+# A source checkout used without installing it (CI's system python3 builds the emulated Pi's
+# userland with deploy/pi before `make setup` has made the venv): the subpackages are the
+# folders beside this one (edge/, train/, convert/, benchmarks/, models/), exactly as
+# pyproject.toml's package-dir maps them. An installed fer_edge has no pyproject.toml beside it.
+_checkout = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if _os.path.isfile(_os.path.join(_checkout, "pyproject.toml")) and _os.path.isfile(
+    _os.path.join(_checkout, "edge", "__init__.py")
+):
+    __path__.append(_checkout)
+del _checkout
 
 if TYPE_CHECKING:
     from fer_edge.edge.config import RuntimeConfig

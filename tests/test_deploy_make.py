@@ -234,3 +234,17 @@ def test_deploy_refuses_bad_mqtt_or_dashboard_in_one_line(tmp_path, extra, expec
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("deploy: error: step 'stage' failed: ")
     assert expected in proc.stderr and "hunter2" not in proc.stderr
+
+
+def test_emulated_pi_tool_runs_on_a_python_without_the_package():
+    # .ci/run starts `python3 -m deploy.pi build` with the system python3 before `make setup`
+    # has installed anything; -S keeps site-packages (and the editable install) out, as there.
+    proc = subprocess.run(
+        [sys.executable, "-S", "-m", "deploy.pi", "build", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--os" in proc.stdout
