@@ -20,6 +20,34 @@ def _ms(stats: dict | None, key: str) -> str:
     return f"{stats[key]:.1f}" if stats and key in stats else "–"
 
 
+def _runs_table(result: dict, columns: tuple[str, ...], text: int, cells) -> list[str]:
+    """A Markdown table of result["runs"], one row of cells(key, run) per run: the first
+    `text` columns left-aligned, the numbers right."""
+    align = "|---" * text + "|---:" * (len(columns) - text) + "|"
+    rows = [
+        "| " + " | ".join(str(c) for c in cells(k, r)) + " |" for k, r in result["runs"].items()
+    ]
+    return ["| " + " | ".join(columns) + " |", align, *rows]
+
+
+LATENCY_COLUMNS = (
+    "run", "what", "offered FPS", "processed FPS", "age p50", "age p90", "age p99",
+    "wait p50", "work p50", "dropped by reader", "not delivered", "frames lost", "CPU %",
+)  # fmt: skip
+
+
+def _latency_cells(key: str, r: dict) -> list:
+    if "error" in r:
+        return [key, f"{r['description']}; **{r['error']}**", *["–"] * 11]
+    age, wait, work = r["age"], r["wait"], r["work"]
+    return [
+        key, r["description"], f"{r['fps_offered']:g}", f"{r['fps']:.1f}",
+        _ms(age, "p50_ms"), _ms(age, "p90_ms"), _ms(age, "p99_ms"), _ms(wait, "p50_ms"),
+        _ms(work, "p50_ms"), r["dropped_by_reader"], r["not_delivered"],
+        f"{r['dropped_fraction']:.1%}", f"{r.get('cpu_percent', 0):.0f}",
+    ]  # fmt: skip
+
+
 def latency_markdown(result: dict) -> str:
     lines = header_lines(result, "Latency on a live source")
     lines += [
@@ -29,22 +57,26 @@ def latency_markdown(result: dict) -> str:
         "pipeline takes the frame (transfer, JPEG decode, queue); work = pipeline + event",
         f"- {NOISE}",
         "",
-        "| run | what | offered FPS | processed FPS | age p50 | age p90 | age p99 | wait p50 | "
-        "work p50 | dropped by reader | not delivered | frames lost | CPU % |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *_runs_table(result, LATENCY_COLUMNS, 2, _latency_cells),
     ]
-    for key, r in result["runs"].items():
-        if "error" in r:
-            lines.append(f"| {key} | {r['description']}; **{r['error']}** |" + " – |" * 11)
-            continue
-        lines.append(
-            f"| {key} | {r['description']} | {r['fps_offered']:g} | {r['fps']:.1f} | "
-            f"{_ms(r['age'], 'p50_ms')} | {_ms(r['age'], 'p90_ms')} | "
-            f"{_ms(r['age'], 'p99_ms')} | {_ms(r['wait'], 'p50_ms')} | "
-            f"{_ms(r['work'], 'p50_ms')} | {r['dropped_by_reader']} | {r['not_delivered']} | "
-            f"{r['dropped_fraction']:.1%} | {r.get('cpu_percent', 0):.0f} |"
-        )
     return "\n".join(lines) + "\n\nAges in ms.\n"
+
+
+CROWD_COLUMNS = (
+    "run", "faces in the video", "faces found per frame", "FPS", "ms/frame", "ms/face",
+    "cost vs 1 face", "CPU %",
+)  # fmt: skip
+
+
+def _crowd_cells(key: str, r: dict) -> list:
+    if "error" in r:
+        return [key, r["faces"], f"**{r['error']}**", *["–"] * 5]
+    per_face = f"{r['ms_per_face']:.2f}" if r.get("ms_per_face") else "–"
+    return [
+        key, r["faces"], f"{r['faces_per_frame']:.2f}", f"{r['fps']:.1f}",
+        f"{r['ms_per_frame']:.2f}", per_face, f"{r.get('cost_vs_first', '–')}x",
+        f"{r.get('cpu_percent') or 0:.0f}",
+    ]  # fmt: skip
 
 
 def crowd_markdown(result: dict) -> str:
@@ -54,20 +86,8 @@ def crowd_markdown(result: dict) -> str:
         "the detector's copy grows with k so each face gets as many pixels as alone",
         f"- {NOISE}",
         "",
-        "| run | faces in the video | faces found per frame | FPS | ms/frame | ms/face | "
-        "cost vs 1 face | CPU % |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        *_runs_table(result, CROWD_COLUMNS, 1, _crowd_cells),
     ]
-    for key, r in result["runs"].items():
-        if "error" in r:
-            lines.append(f"| {key} | {r['faces']} | **{r['error']}** |" + " – |" * 5)
-            continue
-        per_face = f"{r['ms_per_face']:.2f}" if r.get("ms_per_face") else "–"
-        lines.append(
-            f"| {key} | {r['faces']} | {r['faces_per_frame']:.2f} | {r['fps']:.1f} | "
-            f"{r['ms_per_frame']:.2f} | {per_face} | {r.get('cost_vs_first', '–')}x | "
-            f"{r.get('cpu_percent') or 0:.0f} |"
-        )
     return "\n".join(lines) + "\n"
 
 

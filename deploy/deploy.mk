@@ -4,8 +4,9 @@
 #
 # Names: deploy's own settings start with PI_, DEPLOY_, MQTT or DASHBOARD, so the top-level
 # Makefile's defaults for a local run (SOURCE=0, PYTHON=python3) never reach the Pi. Two
-# top-level names apply here on purpose: MODEL (the model file is the same), and SOURCE when
-# you give it yourself (command line or environment): make deploy PI=... SOURCE=clip.mp4.
+# top-level names apply here on purpose: MODEL (the model file is the same; empty = the
+# runtime's default, which deploy asks the runtime for), and SOURCE when you give it yourself
+# (command line or environment): make deploy PI=... SOURCE=clip.mp4.
 
 # user@host of the Pi, or a Host from ~/.ssh/config (required by deploy, status, logs, undeploy)
 PI ?=
@@ -38,7 +39,6 @@ PI_OS ?= bookworm
 deploy_given = $(filter command line environment environment override override,$(origin $(1)))
 deploy_source = $(if $(call deploy_given,PI_SOURCE),$(PI_SOURCE),$(if \
 	$(call deploy_given,SOURCE),$(SOURCE),$(PI_SOURCE)))
-deploy_model = $(or $(MODEL),models/fer_int8.tflite)
 
 # Quote a value for the shell only when it needs it, so `make -n deploy` stays readable
 # (--source=picamera) and SSH_OPTS with spaces still arrives as one argument.
@@ -59,7 +59,7 @@ deploy-python:
 	not found; run make setup-edge first, or pass DEPLOY_PYTHON=path/to/python" >&2; exit 2; }
 
 deploy: deploy-python ## copy the runtime + MODEL to PI:PI_DIR over SSH, install it, (re)start its service
-	$(deploy_run) deploy $(DEPLOY_TARGET) --model=$(call deploy_q,$(deploy_model)) \
+	$(deploy_run) deploy $(DEPLOY_TARGET)$(if $(MODEL), --model=$(call deploy_q,$(MODEL))) \
 		--source=$(call deploy_q,$(deploy_source))$(if $(YUNET), \
 		--yunet_model=$(call deploy_q,$(YUNET)))$(if $(MQTT), --mqtt=$(call deploy_q,$(MQTT)))$(if \
 		$(MQTT_PASSWORD_FILE), --mqtt-password-file=$(call deploy_q,$(MQTT_PASSWORD_FILE)))$(if \

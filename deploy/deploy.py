@@ -12,7 +12,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from fer_edge.edge.cliframe import command_parser, run_command
 from fer_edge.edge.config import default_model_path
+from fer_edge.edge.errors import FerEdgeError
 
 from deploy.remote import Remote, StepError, changed_files, last_line
 from deploy.stage import (
@@ -34,7 +36,7 @@ PROG = "deploy"
 NO_RSYNC, NOT_OURS = 3, 4
 
 
-class UsageError(Exception):
+class UsageError(FerEdgeError):
     """A missing or invalid setting; exit 2 like argparse does."""
 
 
@@ -214,8 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dashboard", default=None, help="the service's dashboard port (None = no dashboard)"
     )
 
-    parser = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser, sub = command_parser(PROG, __doc__.splitlines()[0])
     p = sub.add_parser(
         "deploy",
         parents=[target, what],
@@ -256,19 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except StepError as exc:
-        print(f"{PROG}: error: step '{exc.step}' failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    return 0
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":

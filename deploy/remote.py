@@ -11,6 +11,8 @@ import shlex
 import subprocess
 from dataclasses import dataclass, field
 
+from fer_edge.edge.errors import FerEdgeError
+
 # The user's SSH_OPTS come first: for -o options ssh keeps the first value it sees.
 OUR_SSH_OPTS = ("-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=15")
 RSYNC_OPTS = (
@@ -28,9 +30,13 @@ RSYNC_OPTS = (
 )
 
 
-class StepError(Exception):
+class StepError(FerEdgeError):
+    """A deploy step failed on the Pi or on the way there; exit 1."""
+
+    exit_code = 1
+
     def __init__(self, step: str, message: str):
-        super().__init__(message)
+        super().__init__(f"step '{step}' failed: {message}")
         self.step = step
 
 

@@ -117,7 +117,8 @@ def command_parser(prog: str, description: str) -> tuple[OneLineParser, object]:
 
 
 def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
-    """Parse, run the chosen subcommand, and turn a FerEdgeError into one line + exit 2."""
+    """Parse, run the chosen subcommand, and turn a FerEdgeError into one line and its exit
+    code (2 unless the error class says otherwise)."""
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -126,7 +127,7 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
         return int(args.func(args) or 0)
     except FerEdgeError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return 130

@@ -4,6 +4,8 @@
 class FerEdgeError(Exception):
     """Base class: the message is shown to the user as it is, so it must say what to fix."""
 
+    exit_code = 2  # what the command line exits with (cliframe.run_command)
+
 
 class DataError(FerEdgeError):
     """The dataset is missing, unreadable or laid out wrongly."""

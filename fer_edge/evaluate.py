@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_edge.degrade import SUITES
+from fer_edge.edge.cliframe import non_negative_int, positive_int
 from fer_edge.edge.config import model_path as resolve_model
 from fer_edge.edge.contract import read_contract
 from fer_edge.edge.errors import ModelError
@@ -101,12 +103,12 @@ def add_eval_parser(sub) -> None:
     p.add_argument(
         "--degrade",
         default="",
-        choices=["", "capture"],
+        choices=["", *SUITES],
         help="also measure accuracy under this degradation suite at severities 1-3",
     )
     p.add_argument(
         "--degrade-max",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="robustness on a stratified subset of this many faces (0 = all)",
     )
@@ -116,7 +118,9 @@ def add_eval_parser(sub) -> None:
         help="write the robustness table as Markdown + JSON into this folder",
     )
     p.add_argument("--json", default=None, help="also write the report to this JSON file")
-    p.add_argument("--threads", type=int, default=None, help="interpreter threads (.tflite)")
+    p.add_argument(
+        "--threads", type=positive_int, default=None, help="interpreter threads (.tflite)"
+    )
     p.set_defaults(func=cmd_eval)
 
 

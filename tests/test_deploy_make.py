@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from fer_edge.edge.config import DEFAULT_MODEL_FILE
 
 from deploy.stage import (
     StageConfig,
@@ -61,6 +62,12 @@ def test_make_n_deploy_uses_the_venv_and_the_pi_camera():
     out = make_n("deploy", "PI=pi@x")
     assert ".venv/bin/python -m deploy deploy" in out and "--source=picamera" in out
     assert "python3 -m deploy" not in out and "--source='0'" not in out
+    # No MODEL: deploy ships the runtime's own default model (edge/config.py), named only there.
+    assert "--model" not in out
+    from deploy.deploy import build_parser
+
+    model = Path(build_parser().parse_args(["deploy", "--pi=pi@x"]).model)
+    assert model.name == DEFAULT_MODEL_FILE and model.is_file()
 
 
 def readme_make_commands() -> list[str]:
@@ -90,7 +97,7 @@ def test_readme_deploy_commands_run_the_venv_python_with_the_right_source():
         )
         if words[0] == "deploy":
             assert flag(argv, "source") == given.get("SOURCE", "picamera"), command
-            assert flag(argv, "model") == given.get("MODEL", "models/fer_int8.tflite"), command
+            assert flag(argv, "model") == given.get("MODEL"), command
             assert flag(argv, "mqtt") == given.get("MQTT"), command
             assert flag(argv, "dashboard") == given.get("DASHBOARD"), command
         if words[0] == "undeploy":

@@ -96,6 +96,17 @@ def default_path(env_names: tuple[str, ...], fallback: Path) -> Path | None:
     return fallback if fallback.is_file() else None
 
 
+def input_path(given, env_names: tuple[str, ...], fallback: Path, what: str, hint: str) -> Path:
+    """The input file the user gave ("" or None: `default_path`), checked to exist; a
+    one-line DataError naming it and saying how to get it otherwise."""
+    path = default_path(env_names, fallback) if given is None or str(given) == "" else given
+    if path is None:
+        raise DataError(f"no {what} given; {hint}")
+    if not Path(path).exists():
+        raise DataError(f"{path}: {what} not found; {hint}")
+    return Path(path)
+
+
 def default_data_path() -> Path | None:
     return default_path(("DATA", "FER_DATA"), SHARED_ARCHIVE)
 
@@ -106,13 +117,7 @@ def cache_dir() -> Path:
 
 def load_fer2013(path: str | os.PathLike | None = None, use_cache: bool = True) -> Fer2013:
     """Load FER2013 from a zip, folder or csv (default: $DATA, then ../shared's archive)."""
-    if path is None:
-        path = default_data_path()
-        if path is None:
-            raise DataError(f"no FER2013 data given; {KAGGLE_HINT}")
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: not found; {KAGGLE_HINT}")
+    path = input_path(path, ("DATA", "FER_DATA"), SHARED_ARCHIVE, "FER2013 data", KAGGLE_HINT)
     digest = _sha256_of(path)
     cached = cache_dir() / f"fer2013-{digest[:16]}-v{CACHE_FORMAT}.npz"
     if use_cache and cached.is_file():

@@ -70,20 +70,12 @@ class Votes:
         return out, has
 
 
-def default_votes_path() -> Path | None:
-    from fer_edge.train.data import default_path
-
-    return default_path(("FERPLUS",), SHARED_VOTES)
-
-
 def load_votes(path: str | os.PathLike | None = None) -> Votes:
-    if path is None or str(path) == "":
-        path = default_votes_path()
-        if path is None:
-            raise DataError(f"FER+ votes not found; {HINT}")
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: FER+ votes file not found; {HINT}")
+    from fer_edge.train.data import input_path
+
+    path = input_path(path, ("FERPLUS",), SHARED_VOTES, "FER+ votes file", HINT)
+    if path.is_dir():
+        raise DataError(f"{path}: a folder, not a FER+ votes csv; {HINT}")
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         fields = set(reader.fieldnames or ())

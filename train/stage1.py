@@ -63,6 +63,14 @@ def save_model_atomic(model, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def save_run(model, stem: Path, contract: Contract, cfg, suffixes=(".keras",)) -> None:
+    """The model in each format with its contract beside it, and the config that made it."""
+    for suffix in suffixes:
+        save_model_atomic(model, stem.with_suffix(suffix))
+        write_contract(stem.with_suffix(suffix), contract)
+    atomic_write_text(stem.with_suffix(".config.json"), dump(cfg))
+
+
 def predict_probs(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     return model.predict(x[..., None].astype(np.float32), batch_size=batch_size, verbose=0)
 
@@ -253,8 +261,6 @@ def run_stage1(cfg: Stage1Config) -> dict:
 
     model = inference_model(net, cfg.tta)
     stem = out / cfg.name
-    save_model_atomic(model, stem.with_suffix(".keras"))
-    save_model_atomic(model, stem.with_suffix(".h5"))
     wall = time.time() - t0
     contract = Contract(
         labels=labels,
@@ -262,9 +268,7 @@ def run_stage1(cfg: Stage1Config) -> dict:
         tta=cfg.tta,
         provenance={"data_sha256": data.sha256, "stage": 1},
     )
-    write_contract(stem.with_suffix(".keras"), contract)
-    write_contract(stem.with_suffix(".h5"), contract)
-    atomic_write_text(stem.with_suffix(".config.json"), dump(cfg))
+    save_run(model, stem, contract, cfg, (".keras", ".h5"))
 
     report = {
         "stage": 1,

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from fer_edge.edge.contract import read_contract, write_contract
+from fer_edge.edge.contract import read_contract
 from fer_edge.edge.detectors import make_detector
 from fer_edge.edge.errors import ConfigError
 from fer_edge.edge.fileio import atomic_write_text
-from fer_edge.train.config import Stage2Config, dump
+from fer_edge.train.config import Stage2Config
 from fer_edge.train.data import load_fer2013
 from fer_edge.train.datasets import make_dataset
 from fer_edge.train.personal import holdout_split, load_personal
@@ -44,7 +44,7 @@ def run_stage2(cfg: Stage2Config) -> dict:
     import keras
     from fer_edge.edge.metrics import classification_report
     from fer_edge.train.model import inference_model, load_keras, trained_net
-    from fer_edge.train.stage1 import cosine_with_warmup, predict_probs, save_model_atomic
+    from fer_edge.train.stage1 import cosine_with_warmup, predict_probs, save_run
 
     t0 = time.time()
     keras.utils.set_random_seed(cfg.seed)
@@ -100,14 +100,10 @@ def run_stage2(cfg: Stage2Config) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / cfg.name
-    save_model_atomic(tuned, stem.with_suffix(".keras"))
-    new_contract = contract.with_(
-        provenance=dict(
-            contract.provenance, stage=2, base_model=base_path.name, personal=str(cfg.personal)
-        )
+    provenance = dict(
+        contract.provenance, stage=2, base_model=base_path.name, personal=str(cfg.personal)
     )
-    write_contract(stem.with_suffix(".keras"), new_contract)
-    atomic_write_text(stem.with_suffix(".config.json"), dump(cfg))
+    save_run(tuned, stem, contract.with_(provenance=provenance), cfg)
     report = {
         "stage": 2,
         "model": str(stem.with_suffix(".keras")),

@@ -10,8 +10,10 @@ import signal
 import sys
 import time
 
+from fer_edge.edge.cliframe import command_parser, run_command
+
 from deploy.pi.emulator import CPUS, EmulatedPi
-from deploy.pi.rootfs import OSES, EmulatorError, build_meta, ensure_rootfs, pi_os
+from deploy.pi.rootfs import OSES, build_meta, ensure_rootfs, pi_os
 
 PROG = "pi-emulator"
 
@@ -52,10 +54,7 @@ def cmd_run(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    parser = argparse.ArgumentParser(
-        prog="python -m deploy.pi", description=__doc__.splitlines()[0]
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser, sub = command_parser("python -m deploy.pi", __doc__.splitlines()[0])
     p = sub.add_parser("build", formatter_class=fmt, help="build (or find cached) rootfs tarballs")
     p.add_argument("--os", default="all", choices=[*OSES, "all"], help="which Pi OS")
     p.set_defaults(func=cmd_build)
@@ -66,16 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         "--cpu", default="cortex-a72", choices=list(CPUS), help="a72 = Pi 4's CPU, a76 = Pi 5's"
     )
     p.set_defaults(func=cmd_run)
-    args = parser.parse_args(argv)
-    try:
-        args.func(args)
-    except EmulatorError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    return 0
+    return run_command(parser, argv)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from deploy.pi.rootfs import (
     PiOS,
     ensure_binfmt,
     ensure_rootfs,
+    in_namespaces,
     require_root,
     require_tools,
 )
@@ -162,14 +163,7 @@ class EmulatedPi:
     def _boot(self) -> None:
         self._log_file = (self.dir / "sshd.log").open("w")
         argv = [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "--pid",
-            "--uts",
-            "--fork",
-            "--kill-child",
+            *in_namespaces("--uts"),  # and its own hostname
             "sh",
             str(START),
             str(self.root),

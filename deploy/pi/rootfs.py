@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fer_edge.edge.contract import atomic_write_text
+from fer_edge.edge.errors import FerEdgeError
 
 HERE = Path(__file__).resolve().parent
 RECIPE = HERE / "rootfs.sh"
@@ -31,8 +32,17 @@ AARCH64_MASK = r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xf
 BUILD_TIMEOUT = 40 * 60  # a cold build takes ~5 min here; far beyond that something hangs
 
 
-class EmulatorError(Exception):
+def in_namespaces(*extra: str) -> list[str]:
+    """unshare's argv for a child in private mount and PID namespaces: whatever it mounts or
+    starts dies with it (--kill-child), even when it fails half-way."""
+    return ["unshare", "--mount", "--propagation", "private", "--pid", *extra, "--fork",
+            "--kill-child"]  # fmt: skip
+
+
+class EmulatorError(FerEdgeError):
     """The emulated Pi cannot be built or started; the message says what to install or do."""
+
+    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -145,20 +155,7 @@ def ensure_rootfs(os_: PiOS, log=print) -> Path:
         t0 = time.monotonic()
         # Private mount and PID namespaces: debootstrap's mounts and any daemon a package
         # starts die with them, even when the build fails half-way.
-        argv = [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "--mount-proc",
-            "sh",
-            str(RECIPE),
-            os_.suite,
-            str(out),
-        ]
+        argv = [*in_namespaces("--mount-proc"), "sh", str(RECIPE), os_.suite, str(out)]
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
         except subprocess.TimeoutExpired:
