@@ -32,8 +32,8 @@ class ModelConfig:
 class Stage1Config:
     data: str = ""  # FER2013 archive.zip / folder / csv ("" = $DATA, then ../shared's archive)
     # Training targets: fer2013 (folder labels, noisy), ferplus-majority (FER+ crowd majority)
-    # or ferplus-soft (FER+ vote distribution; the FER+ paper's best). FER+ modes also validate
-    # on PublicTest with FER+ majority labels. Rules: train/ferplus.py.
+    # or ferplus-soft (FER+ vote distribution; the FER+ paper's best). With --validation public,
+    # FER+ modes validate on PublicTest's FER+ majority. Rules: train/ferplus.py.
     labels: str = "fer2013"
     ferplus: str = ""  # FER+ votes csv ("" = $FERPLUS, then ../shared's ferplus_votes.csv)
     # Knowledge distillation: a trained fer-edge model (same classes) whose predictions on the
@@ -46,7 +46,7 @@ class Stage1Config:
     out: str = "models"  # output folder for the model, its contract, config and report
     name: str = "fer_mnv2"  # file stem: <out>/<name>.keras, .h5, .report.json, ...
     model: ModelConfig = field(default_factory=ModelConfig)
-    epochs: int = 24  # cosine schedule length; early stopping on PublicTest may end sooner
+    epochs: int = 24  # cosine schedule length; early stopping (--patience) may end sooner
     batch_size: int = 64
     lr: float = 2e-3  # peak AdamW learning rate after warm-up
     min_lr: float = 1e-5  # cosine decay floor
