@@ -1,6 +1,6 @@
 """Frame rate of `run` with and without the MQTT and dashboard sinks, in the same run.
 
-    python -m fer_edge.benchmarks.sinks --source VIDEO [--rounds 3] [--compare-repo ../main]
+    python -m fer_edge.benchmarks.sinks --source VIDEO [--rounds 3] [--compare-repo DIR ...]
 
 Each variant is a fresh `python -m fer_edge.edge run --headless --events /dev/null` on the same
 video;
@@ -11,7 +11,9 @@ the median FPS of each (the runtime's own closing line) is reported with its rat
   mqtt             --mqtt to a Mosquitto this tool starts on a loopback port (or --mqtt URL)
   dashboard        --dashboard on a loopback port, nobody watching
   dashboard_viewed the same with one client on the video and one on the live events
-  repo_plain       `plain` run from another checkout (--compare-repo, e.g. main before a merge)
+  repo:NAME        `plain` run from another checkout of this project (--compare-repo DIR, as
+                   often as wanted; e.g. the commits just before and after a feature's merge),
+                   as `python -m edge run` from that checkout's root, with this venv's packages
 """
 
 from __future__ import annotations
@@ -79,6 +81,16 @@ def watch(port: int, stop: threading.Event) -> None:
         threading.Thread(target=read, args=(path,), daemon=True).start()
 
 
+def commit_of(repo: Path) -> str | None:
+    """The checkout's commit (with "+changes" when its tracked files differ from it)."""
+    git = ["git", "-C", str(repo)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        return None
+    dirty = subprocess.run([*git, "diff", "--quiet", "HEAD"], capture_output=True).returncode
+    return head.stdout.strip() + ("+changes" if dirty else "")
+
+
 def run_once(args, variant: str, mqtt_url: str | None) -> dict:
     source, model = str(Path(args.source).resolve()), str(Path(args.model).resolve())
     cmd = [sys.executable, "-m", "fer_edge.edge", "run", "--source", source, "--model", model,
@@ -90,7 +102,10 @@ def run_once(args, variant: str, mqtt_url: str | None) -> dict:
         cmd += ["--mqtt", mqtt_url, "--mqtt-topic", "fer-edge/bench"]
     if variant.startswith("dashboard"):
         cmd += ["--dashboard", str(port)]
-    cwd = Path(args.compare_repo).resolve() if variant == "repo_plain" else ROOT
+    cwd = ROOT
+    if variant.startswith("repo:"):  # every checkout, old or new, runs as `-m edge` from its root
+        cwd = Path(args.repos[variant]).resolve()
+        cmd[cmd.index("fer_edge.edge")] = "edge"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stderr=subprocess.PIPE, text=True)
     if variant == "dashboard_viewed":
@@ -123,14 +138,20 @@ def main(argv: list[str] | None = None) -> int:
         default="plain,mqtt,dashboard,dashboard_viewed",
         help="comma list of variants (see the module docstring)",
     )
-    p.add_argument("--compare-repo", default=None, help="another checkout: adds repo_plain")
+    p.add_argument(
+        "--compare-repo",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="another checkout: adds the variant repo:<its folder name> (repeatable)",
+    )
     p.add_argument("--out", default=None, help="also write the results as JSON to this file")
     args = p.parse_args(argv)
     if not args.source or not Path(args.source).is_file():
         p.error(f"--source {args.source!r}: give a video file (or set FER_EDGE_BENCH_VIDEO)")
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    if args.compare_repo:
-        variants.append("repo_plain")
+    args.repos = {f"repo:{Path(d).resolve().name}": d for d in args.compare_repo}
+    variants += list(args.repos)
     with tempfile.TemporaryDirectory() as tmp:
         broker, url = None, args.mqtt
         if "mqtt" in variants and not url:
@@ -158,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         from fer_edge.edge.contract import atomic_write_text
 
-        atomic_write_text(args.out, json.dumps({"source": args.source, "runs": runs}, indent=2))
+        repos = {v: {"path": d, "commit": commit_of(Path(d))} for v, d in args.repos.items()}
+        result = {"source": args.source, "commit": commit_of(ROOT), "repos": repos, "runs": runs}
+        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     return 0 if all(median.values()) else 1
 
 
