@@ -8,6 +8,7 @@ the `edge` extra pins opencv-python-headless below 5.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from pathlib import Path
 from typing import Protocol
 
@@ -32,6 +33,9 @@ class Detector(Protocol):
 # How the detector's copy is shrunk. "area" averages every source pixel (the smoothest copy);
 # "linear" samples it, about 10x cheaper at 1280 -> 320 px and as good for finding faces.
 RESIZE = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
+# YuNet networks kept per detector, one per input size in use: the whole-frame copy and the
+# tracked squares (multiples of 32, so few distinct sizes)
+MAX_NETS = 8
 
 
 def _small_image(frame: Frame, width: int, resize: str = "area") -> tuple[np.ndarray, float]:
@@ -64,12 +68,13 @@ class YuNetDetector:
         if not path.is_file():
             raise ModelError(f"{path}: YuNet model file not found; pass --yunet-model PATH")
         self.path, self.width, self.resize = path, width, resize
-        try:
-            # (1, 1): a placeholder; detect() sets the real input size before the first call
-            self._net = cv2.FaceDetectorYN.create(str(path), "", (1, 1), score, nms, top_k)
-        except cv2.error:
-            raise ModelError(f"{path}: not a YuNet ONNX model OpenCV can load") from None
-        self._size: tuple[int, int] | None = None
+        self._params = (score, nms, top_k)
+        # One network per input size: changing a network's input size makes OpenCV reshape
+        # (reallocate) it on the next call, which costs more than a small detection itself, and
+        # whole-frame passes alternate with tracked squares of other sizes.
+        self._nets: OrderedDict[tuple[int, int], cv2.FaceDetectorYN] = OrderedDict()
+        self._net_for((1, 1))  # fail here, not on the first frame, when the file is no model
+        self._nets.clear()
 
     def detect(self, frame: Frame, width: int | None = None) -> list[Box]:
         """Faces in frame pixels, found on a copy `width` wide (default: the detector's)."""
@@ -80,14 +85,24 @@ class YuNetDetector:
         """Faces in this image's own pixels."""
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-        size = (image.shape[1], image.shape[0])
-        if size != self._size:
-            self._net.setInputSize(size)
-            self._size = size
-        _, faces = self._net.detect(image)
+        _, faces = self._net_for((image.shape[1], image.shape[0])).detect(image)
         if faces is None:
             return []
         return [Box(int(f[0]), int(f[1]), int(f[2]), int(f[3]), float(f[14])) for f in faces]
+
+    def _net_for(self, size: tuple[int, int]):
+        net = self._nets.get(size)
+        if net is None:
+            try:
+                net = cv2.FaceDetectorYN.create(str(self.path), "", size, *self._params)
+            except cv2.error:
+                raise ModelError(f"{self.path}: not a YuNet ONNX model OpenCV can load") from None
+            self._nets[size] = net
+            if len(self._nets) > MAX_NETS:
+                self._nets.popitem(last=False)  # the least recently used size
+        else:
+            self._nets.move_to_end(size)
+        return net
 
 
 class HaarDetector:
