@@ -148,7 +148,7 @@ class HaarDetector:
 
 def detect_around(
     detector: Detector, frame: Frame, boxes: list[Box], size: int = 96, grow: float = 2.0
-) -> list[Box | None]:
+) -> list[Box | None] | None:
     """Re-detect each tracked face in a small square around its last box.
 
     The square is cut from the same shrunk copy a whole-frame pass sees (same pixels, same
@@ -156,16 +156,22 @@ def detect_around(
     `grow` times the face's longer side in that copy, at least `size` pixels, rounded up to a
     multiple of 32 (YuNet's stride, and few distinct input shapes); it is moved inside the
     copy rather than padded. The detection closest to the old box wins; None where the face
-    was not found.
+    was not found. None when the squares together are at least as large as the whole copy
+    (many or large faces): then one whole-frame pass is the cheaper search.
     """
     small, back = _small_image(frame, detector.width, getattr(detector, "resize", "area"))
     sh, sw = small.shape[:2]
-    out: list[Box | None] = []
+    squares = []
     for box in boxes:
         b = box.scaled(1.0 / back)
         side = max(size, -(-int(grow * max(b.w, b.h)) // 32) * 32)
         x0 = min(max(0, int(round(b.x + b.w / 2 - side / 2))), max(0, sw - side))
         y0 = min(max(0, int(round(b.y + b.h / 2 - side / 2))), max(0, sh - side))
+        squares.append((box, x0, y0, side))
+    if sum(side * side for *_, side in squares) >= sw * sh:
+        return None
+    out: list[Box | None] = []
+    for box, x0, y0, side in squares:
         region = np.ascontiguousarray(small[y0 : y0 + side, x0 : x0 + side])
         found = [
             Box(x0 + f.x, y0 + f.y, f.w, f.h, f.score).scaled(back)

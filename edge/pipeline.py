@@ -82,7 +82,7 @@ class Pipeline:
         roi = cfg.full_detect_every > 0 and self._boxes
         if roi and frame.index - self._last_full < cfg.full_detect_every:
             found = detect_around(self.detector, frame, self._boxes, size=cfg.roi_size)
-            if all(b is not None for b in found):
+            if found is not None and all(b is not None for b in found):
                 self.counts["roi"] += 1
                 # The small square places a face well but sizes it differently from a full
                 # pass; keep the size from the last full pass so the crop stays the same.

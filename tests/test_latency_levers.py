@@ -64,6 +64,14 @@ def test_tracked_square_finds_the_face_where_the_whole_frame_pass_does(frames):
     # a square with no face in it: lost, so the pipeline falls back to the whole frame
     (lost,) = detect_around(det, frames[0], [Box(5, 5, 40, 40)])
     assert lost is None
+    # squares that together cover more than the detector's whole copy: one whole-frame pass
+    # is cheaper, so there is no tracked-square result at all
+    face = prev[0]
+    h, w = frames[0].image.shape[:2]
+    many = [Box(x, y, face.w, face.h) for x in range(0, w - face.w, w // 3)
+            for y in range(0, h - face.h, h // 3)]  # fmt: skip
+    assert detect_around(det, frames[0], many) is None
+    assert detect_around(det, frames[0], many[:1]) is not None
 
 
 def test_schedule_of_whole_frame_passes_and_classifications(frames, int8_model):
