@@ -26,6 +26,8 @@ PERSONAL ?=
 BENCH_VIDEO ?= ../shared/media/obama_face2face-demo_1280x720_30fps.mp4
 # extra flags for the fer-edge command
 ARGS     ?=
+# other checkouts whose runtime `make figures` times beside this one (MQTT/dashboard cost)
+COMPARE_REPOS ?=
 # YuNet .onnx that `make models` copies when it exists (else it downloads YUNET_URL)
 YUNET_SRC ?= ../shared/models/face_detection_yunet_2026may.onnx
 # where `make models` downloads YuNet from when YUNET_SRC is absent
@@ -40,7 +42,7 @@ STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: help setup setup-edge data train train-teacher train-seven finetune eval convert \
-        convert-extra cards bench bench-accuracy run checks \
+        convert-extra cards bench bench-accuracy figures readme run checks \
         capture test test-fast lint models clean
 
 help: ## list targets and variables
@@ -110,6 +112,18 @@ bench: $(STAMP) ## runtime FPS and per-stage latency on BENCH_VIDEO
 
 bench-accuracy: $(STAMP) ## every model variant on PublicTest and PrivateTest -> benchmarks/results
 	$(FER) bench-accuracy --data "$(DATA)" --models $(MODELS) $(ARGS)
+
+figures: $(STAMP) ## every README figure, one go, one machine (~1 h, idle machine, root for the Pi part)
+	$(MAKE) --no-print-directory cards bench-accuracy ARGS=
+	$(MAKE) --no-print-directory bench ARGS="--rounds 3"
+	$(BIN)/python -m fer_edge.benchmarks.sinks --source "$(BENCH_VIDEO)" --rounds 3 \
+	    $(foreach r,$(COMPARE_REPOS),--compare-repo $(r))
+	FER_EDGE_PI_FIGURES=1 FER_EDGE_PI_OS= $(BIN)/python -m pytest -q -s -p no:cacheprovider \
+	    tests/test_pi_emulated.py -k make_deploy
+	$(MAKE) --no-print-directory readme
+
+readme: $(STAMP) ## render the README's figure blocks from the newest benchmarks/results/ folder
+	$(BIN)/python -m fer_edge.benchmarks.readme
 
 run: $(STAMP) ## live detection on SOURCE (default camera 0) with MODEL
 	$(FER) run $(if $(MODEL),--model $(MODEL)) --source "$(SOURCE)" $(ARGS)

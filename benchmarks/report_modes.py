@@ -110,12 +110,18 @@ def cost_markdown(result: dict) -> str:
             f"| {name} | {st.get('input', '48x48 grey')} | {st['macs'] / 1e6:.1f} | {params} | "
             f"{st['pi4_ms']:.2f} | {st['pi5_ms']:.2f} | {st['source']} |"
         )
+    if s["full_detect_every"]:
+        detection = (
+            f"whole-frame detection every {s['full_detect_every']} frames, tracked squares on "
+            f"the other detection frames (every {s['detect_every']})"
+        )
+    else:
+        detection = f"whole-frame detection every {s['detect_every']} frames"
     lines += [
         "",
-        f"Per frame, one face, {c['frame']}, whole-frame detection every "
-        f"{s['full_detect_every']} frames, tracked squares on the other detection frames "
-        f"(every {s['detect_every']}), classification every {s['classify_every']} "
-        "(**estimates**; JPEG/video decoding, resizing and Python overhead not included):",
+        f"Per frame, one face, {c['frame']}, {detection}, classification every "
+        f"{s['classify_every']} (**estimates**; JPEG/video decoding, resizing and Python "
+        "overhead not included):",
         "",
         "| classifier | Pi 4 ms/frame (estimate) | Pi 5 ms/frame (estimate) |",
         "|---|---:|---:|",

@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 
 from fer_edge.edge.config import default_model_path
@@ -145,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="another checkout: adds the variant repo:<its folder name> (repeatable)",
     )
-    p.add_argument("--out", default=None, help="also write the results as JSON to this file")
+    p.add_argument(
+        "--out", default=None, help="JSON file (default: benchmarks/results/<machine>-<date>/)"
+    )
     args = p.parse_args(argv)
     if not args.source or not Path(args.source).is_file():
         p.error(f"--source {args.source!r}: give a video file (or set FER_EDGE_BENCH_VIDEO)")
@@ -176,12 +179,23 @@ def main(argv: list[str] | None = None) -> int:
         ratio = f"{m / base:.3f}" if m and base else "–"
         shown = ", ".join(f"{x:.1f}" for x in fps[v]) or str(runs[v][0].get("error"))
         print(f"| {v} | {m if m is None else f'{m:.1f}'} | {shown} | {ratio} |")
-    if args.out:
-        from fer_edge.edge.contract import atomic_write_text
+    from fer_edge.benchmarks.system import machine_info, results_dir
+    from fer_edge.edge.contract import atomic_write_text
 
-        repos = {v: {"path": d, "commit": commit_of(Path(d))} for v, d in args.repos.items()}
-        result = {"source": args.source, "commit": commit_of(ROOT), "repos": repos, "runs": runs}
-        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    machine = machine_info()
+    out = Path(args.out) if args.out else results_dir(None, machine["slug"]) / "sinks.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine,
+        "source": args.source,
+        "commit": commit_of(ROOT),
+        "repos": {v: {"path": d, "commit": commit_of(Path(d))} for v, d in args.repos.items()},
+        "median_fps": median,
+        "runs": runs,
+    }
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
     return 0 if all(median.values()) else 1
 
 

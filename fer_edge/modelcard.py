@@ -65,6 +65,35 @@ def _short(report: dict) -> dict:
     return {k: report[k] for k in ("n", "accuracy", "macro_f1", "per_class", "confusion")}
 
 
+CARD_COLUMNS = (
+    "model", "classes", "views/face", "PrivateTest acc (FER2013)", "macro-F1",
+    "PublicTest acc (FER+ majority)", "macro-F1", "robustness mean, medium", "drop", "params",
+    "file KiB", "p50 ms, 1 thread", "p50 ms, 2 threads", "training min",
+)  # fmt: skip
+
+
+def _card_cells(c: dict) -> list[str]:
+    r, wall = c["robustness"], c.get("training_wall_seconds")
+    return [
+        c["model"], str(len(c["labels"])), str(c["views_per_face"]),
+        f"{100 * c['private_fer2013']['accuracy']:.1f}%", f"{c['private_fer2013']['macro_f1']:.3f}",
+        f"{100 * c['public_ferplus_majority']['accuracy']:.1f}%",
+        f"{c['public_ferplus_majority']['macro_f1']:.3f}", f"{100 * r['mean']['2']:.1f}%",
+        f"{r['drop_at_medium_points']:.1f} pt", f"{c['params']:,}" if c.get("params") else "–",
+        f"{c['bytes'] / 1024:.0f}", f"{c['latency_ms']['1']['p50']:.2f}",
+        f"{c['latency_ms']['2']['p50']:.2f}", f"{wall / 60:.0f}" if wall else "–",
+    ]  # fmt: skip
+
+
+def cards_table(cards: list[dict]) -> list[str]:
+    """The one-row-per-model Markdown table (models.md and the README show the same)."""
+    head = [
+        "| " + " | ".join(CARD_COLUMNS) + " |",
+        "|---" + "|---:" * (len(CARD_COLUMNS) - 1) + "|",
+    ]
+    return head + ["| " + " | ".join(_card_cells(c)) + " |" for c in cards]
+
+
 def cards_markdown(cards: list[dict]) -> str:
     m, sw = cards[0]["machine"], cards[0]["software"]
     lines = [
@@ -74,37 +103,9 @@ def cards_markdown(cards: list[dict]) -> str:
         f"{sw.get('interpreter_version')}",
         "- regenerate: `make cards`",
         "",
-        "| model | classes | views/face | PrivateTest acc (FER2013) | macro-F1 | PublicTest acc "
-        "(FER+ majority) | macro-F1 | robustness mean, medium | drop | params | file KiB | "
-        "p50 ms, 1 thread | p50 ms, 2 threads | training min |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *cards_table(cards),
+        "",
     ]
-    for c in cards:
-        r = c["robustness"]
-        wall = c.get("training_wall_seconds")
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    c["model"],
-                    str(len(c["labels"])),
-                    str(c["views_per_face"]),
-                    f"{100 * c['private_fer2013']['accuracy']:.1f}%",
-                    f"{c['private_fer2013']['macro_f1']:.3f}",
-                    f"{100 * c['public_ferplus_majority']['accuracy']:.1f}%",
-                    f"{c['public_ferplus_majority']['macro_f1']:.3f}",
-                    f"{100 * r['mean']['2']:.1f}%",
-                    f"{r['drop_at_medium_points']:.1f} pt",
-                    f"{c['params']:,}" if c.get("params") else "–",
-                    f"{c['bytes'] / 1024:.0f}",
-                    f"{c['latency_ms']['1']['p50']:.2f}",
-                    f"{c['latency_ms']['2']['p50']:.2f}",
-                    f"{wall / 60:.0f}" if wall else "–",
-                ]
-            )
-            + " |"
-        )
-    lines.append("")
     return "\n".join(lines)
 
 
