@@ -31,6 +31,7 @@ class BenchConfig:
     full_detect_every: int = 0  # whole-frame search every N frames, tracked squares between
     adaptive_width: bool = False  # narrower whole-frame passes while tracked faces are large
     cv_threads: int = 0  # OpenCV worker threads (0 = OpenCV's default)
+    decode_threads: int = 0  # FFmpeg decoder threads for the video (0 = OpenCV's default)
     batch: bool = False  # one interpreter call for all faces of a frame
     zero_copy: bool = False  # crops written straight into the interpreter's input buffer
     alpha_per_frame: bool = False  # smoothing weight per frame, not per classification
@@ -59,6 +60,9 @@ class BenchConfig:
             parts.append(f"classify every {self.classify_every}")
         if self.cv_threads:
             parts.append(f"{self.cv_threads} OpenCV thread{'s' if self.cv_threads > 1 else ''}")
+        if self.decode_threads:
+            n = self.decode_threads
+            parts.append(f"{n} decode thread{'s' if n > 1 else ''}")
         parts += [
             n
             for n, on in (
@@ -99,6 +103,7 @@ def default_config(model: str, yunet_model: str | None = None) -> BenchConfig:
         full_detect_every=d.full_detect_every,
         adaptive_width=d.adaptive_width,
         cv_threads=d.cv_threads,
+        decode_threads=d.decode_threads,
         batch=True,
         zero_copy=True,
         alpha_per_frame=True,
@@ -148,7 +153,13 @@ def standard_configs(
         replace(v1, name="v1+roi", full_detect_every=base.full_detect_every or 10),
         replace(v1, name="v1+linear-resize", detect_resize="linear"),
         replace(v1, name="v1+adaptive-width", adaptive_width=True),
-        replace(v1, name="v1+threads", cv_threads=base.cv_threads or 1, threads=base.threads),
+        replace(
+            v1,
+            name="v1+threads",
+            cv_threads=base.cv_threads or 1,
+            threads=base.threads,
+            decode_threads=base.decode_threads,
+        ),
         replace(v1, name="v1+batch", batch=True),
         replace(v1, name="v1+zero-copy", zero_copy=True),
         replace(v1, name="v1+smoothing-per-frame", alpha_per_frame=True),

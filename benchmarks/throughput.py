@@ -84,7 +84,7 @@ def run_pipeline(cfg: BenchConfig, plan: FramePlan) -> tuple[dict, dict]:
                 labels[frame.index] = [(f.box, f.label_index()) for f in result.faces]
                 return {**result.timings, "output": time.perf_counter() - t0}, len(result.faces)
 
-            timed = time_frames(plan, step, cfg.name)
+            timed = time_frames(plan, step, cfg.name, cfg.decode_threads)
     summary = timed.summary()
     summary["interpreter"] = f"{classifier.backend} {classifier.backend_version}"
     summary["model_input"] = f"{classifier.input_dtype} {list(classifier.input_shape)}"
@@ -120,7 +120,7 @@ def agreement(reference: dict[int, list], labels: dict[int, list]) -> dict:
 
 
 def run_decode(cfg: BenchConfig, plan: FramePlan) -> tuple[dict, dict]:
-    timed = time_frames(plan, lambda frame: ({}, 0), cfg.name)
+    timed = time_frames(plan, lambda frame: ({}, 0), cfg.name, cfg.decode_threads)
     return timed.summary(faces=False), timed.samples
 
 

@@ -73,7 +73,7 @@ class Timed:
         return out
 
 
-def time_frames(plan: FramePlan, step: Step, desc: str) -> Timed:
+def time_frames(plan: FramePlan, step: Step, desc: str, decode_threads: int = 0) -> Timed:
     """Run `step` on `plan.warmup` frames untimed, then on `plan.frames` frames timed."""
     from fer_edge.edge.sources import open_source
 
@@ -83,7 +83,7 @@ def time_frames(plan: FramePlan, step: Step, desc: str) -> Timed:
     main_cpu = 0.0
     try:
         with (
-            open_source(plan.source, loop=plan.loop) as source,
+            open_source(plan.source, loop=plan.loop, decode_threads=decode_threads) as source,
             contextlib.closing(source.frames()) as it,
         ):
             for _ in range(plan.warmup):

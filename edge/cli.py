@@ -52,7 +52,7 @@ def add_runtime_flags(p: argparse.ArgumentParser, source_default: str = DEFAULTS
         p.add_argument(
             f"--{name}", type=positive_int, default=getattr(DEFAULTS, name), help=helps[name]
         )
-    for name in ("full_detect_every", "cv_threads"):
+    for name in ("full_detect_every", "cv_threads", "decode_threads"):
         p.add_argument(
             f"--{name}", type=non_negative_int, default=getattr(DEFAULTS, name), help=helps[name]
         )
@@ -179,6 +179,7 @@ def cmd_run(args) -> int:
                 width=args.width,
                 height=args.height,
                 lores_width=args.detect_width,
+                decode_threads=args.decode_threads,
             )
         )
         sinks = open_sinks(args, labels, show, stack)

@@ -44,15 +44,17 @@ class RuntimeConfig:
     detect_resize: str = "linear"
     detect_every: int = 2  # run the detector every N frames and hold its boxes in between
     # search the whole frame every N frames; detection passes in between look only around
-    # tracked faces (0 = always the whole frame). Faster, but results then depend on the path:
-    # on an emulated arm64 Pi, tiny numeric differences moved boxes by up to 14 px (README)
-    full_detect_every: int = 0
+    # tracked faces, so a new face is found within N frames (0 = always the whole frame)
+    full_detect_every: int = 10
     # narrower whole-frame passes while the tracked faces are large (every 4th pass full width)
     adaptive_width: bool = False
     max_faces: int = 16  # largest faces classified per frame; the rest are ignored
     cv_threads: int = (
         1  # OpenCV worker threads (0 = OpenCV's default); LiteRT and decoding use the rest
     )
+    # FFmpeg's decoder threads for video files (0 = OpenCV's choice, one per core and more);
+    # 1 leaves the other core of two to the pipeline instead of both fighting over it
+    decode_threads: int = 1
     # classify every N frames; frames whose boxes are held reuse the faces' last result
     classify_every: int = 2
     smoothing: bool = True  # EMA of probabilities per track; off = raw per-frame output

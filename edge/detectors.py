@@ -147,36 +147,53 @@ class HaarDetector:
 
 
 def detect_around(
-    detector: Detector, frame: Frame, boxes: list[Box], size: int = 96, grow: float = 2.0
+    detector: Detector,
+    frame: Frame,
+    boxes: list[Box],
+    size: int = 96,
+    grow: float = 2.0,
+    face_px: int = 48,
 ) -> list[Box | None] | None:
     """Re-detect each tracked face in a small square around its last box.
 
-    The square is cut from the same shrunk copy a whole-frame pass sees (same pixels, same
-    scale), so the detector finds the face about where a whole-frame pass would. Its side is
-    `grow` times the face's longer side in that copy, at least `size` pixels, rounded up to a
-    multiple of 32 (YuNet's stride, and few distinct input shapes); it is moved inside the
-    copy rather than padded. The detection closest to the old box wins; None where the face
-    was not found. None when the squares together are at least as large as the whole copy
-    (many or large faces): then one whole-frame pass is the cheaper search.
+    The square is cut from the same shrunk copy a whole-frame pass sees, so the detector
+    finds the face about where a whole-frame pass would. The detector sees it with the face
+    at most `face_px` wide (a larger face is shrunk to that: YuNet finds faces of that size
+    reliably, and its cost grows with the square's area) in a square `grow` times the face,
+    at least `size` pixels, rounded up to a multiple of 32 (YuNet's stride, and few distinct
+    input shapes); the square is moved inside the copy rather than padded. The detection
+    closest to the old box wins; None where the face was not found. None when the squares
+    together are at least as large as the whole copy (many or large faces): then one
+    whole-frame pass is the cheaper search.
     """
     small, back = _small_image(frame, detector.width, getattr(detector, "resize", "area"))
     sh, sw = small.shape[:2]
     squares = []
     for box in boxes:
         b = box.scaled(1.0 / back)
-        side = max(size, -(-int(grow * max(b.w, b.h)) // 32) * 32)
+        face = max(b.w, b.h, 1)
+        shrink = min(1.0, face_px / face)  # detector pixels per copy pixel
+        out_side = max(size, -(-int(grow * face * shrink) // 32) * 32)
+        side = min(int(round(out_side / shrink)), sw, sh)  # pixels cut from the copy
         x0 = min(max(0, int(round(b.x + b.w / 2 - side / 2))), max(0, sw - side))
         y0 = min(max(0, int(round(b.y + b.h / 2 - side / 2))), max(0, sh - side))
-        squares.append((box, x0, y0, side))
-    if sum(side * side for *_, side in squares) >= sw * sh:
+        squares.append((box, x0, y0, side, min(out_side, side)))
+    if sum(sq[3] * sq[3] for sq in squares) >= sw * sh:
         return None
     out: list[Box | None] = []
-    for box, x0, y0, side in squares:
+    for box, x0, y0, side, out_side in squares:
         region = np.ascontiguousarray(small[y0 : y0 + side, x0 : x0 + side])
+        k = 1.0
+        if out_side < side:
+            k = side / out_side
+            region = cv2.resize(region, (out_side, out_side), interpolation=cv2.INTER_LINEAR)
         found = [
-            Box(x0 + f.x, y0 + f.y, f.w, f.h, f.score).scaled(back)
+            Box(
+                int(round(x0 + f.x * k)), int(round(y0 + f.y * k)),
+                int(round(f.w * k)), int(round(f.h * k)), f.score,
+            ).scaled(back)
             for f in detector.detect_image(region)
-        ]
+        ]  # fmt: skip
         best = max(found, key=box.iou, default=None)
         out.append(best if best is not None and box.iou(best) > 0.1 else None)
     return out

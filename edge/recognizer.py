@@ -140,7 +140,11 @@ class EmotionRecognizer:
 
         pipeline = self.pipeline()
         if isinstance(source, (str, int, os.PathLike)):
-            options = {"lores_width": self.config.detect_width, **source_options}
+            options = {
+                "lores_width": self.config.detect_width,
+                "decode_threads": self.config.decode_threads,
+                **source_options,
+            }
             with open_source(str(source), **options) as src:
                 for frame in src.frames():
                     yield pipeline.process(frame)

@@ -98,7 +98,9 @@ def test_adaptive_width_uses_a_narrower_copy_between_full_width_passes(frames, i
 
     det.detect = spy
     pipe = Pipeline(
-        det, Classifier(int8_model), PipelineConfig(adaptive_width=True, detect_every=1)
+        det,
+        Classifier(int8_model),
+        PipelineConfig(adaptive_width=True, detect_every=1, full_detect_every=0),
     )
     for f in frames[:6]:
         pipe.process(f)

@@ -1,0 +1,454 @@
+"""The README's figures, rendered from result files: no number in the README is typed by hand.
+
+    python -m fer_edge.benchmarks.readme [--results DIR] [--check]
+
+Every measured figure in README.md sits in a block
+
+    <!-- figures:NAME -->
+    ...
+    <!-- /figures:NAME -->
+
+whose content this module renders from one results folder (`benchmarks/results/<machine>-
+<date>/`, written by `make figures` in one go on one machine) and from the shipped models'
+reports. Each block names the command, machine and date it comes from. `--check` changes
+nothing and exits 1 when the README differs from what the files give (tests/test_readme.py
+runs it), so a README figure cannot drift from its source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from fer_edge.edge.config import DEFAULT_MODEL_FILE, SEVEN_MODEL_FILE, TTA_MODEL_FILE
+from fer_edge.edge.errors import ConfigError, FerEdgeError
+from fer_edge.edge.fileio import atomic_write_text
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_ROOT = ROOT / "benchmarks" / "results"
+BLOCK = re.compile(
+    r"<!-- figures:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /figures:(?P=name) -->", re.S
+)
+SHIPPED = (DEFAULT_MODEL_FILE, TTA_MODEL_FILE, SEVEN_MODEL_FILE)
+MAKE_FIGURES = "`make figures`"
+
+
+def newest_results(root: Path = RESULTS_ROOT) -> Path:
+    """The most recent <machine>-<YYYYMMDD> folder (emulated-Pi results aside)."""
+    dated = [p for p in root.glob("*-2*") if p.is_dir() and re.search(r"-\d{8}$", p.name)]
+    if not dated:
+        raise ConfigError(f"{root}: no results folder; run make figures")
+    return max(dated, key=lambda p: (p.name[-8:], p.stat().st_mtime))
+
+
+class Sources:
+    """The result files of one folder, read on first use."""
+
+    def __init__(self, results: Path):
+        self.dir = results
+        self._cache: dict[str, dict | list | None] = {}
+
+    def get(self, name: str):
+        if name not in self._cache:
+            path = self.dir / f"{name}.json"
+            self._cache[name] = json.loads(path.read_text()) if path.is_file() else None
+        return self._cache[name]
+
+    def need(self, name: str, command: str):
+        found = self.get(name)
+        if found is None:
+            raise ConfigError(f"{self.dir / (name + '.json')}: missing; run {command}")
+        return found
+
+    def rel(self) -> str:
+        try:
+            return str(self.dir.resolve().relative_to(ROOT))
+        except ValueError:
+            return str(self.dir)
+
+
+def stamp(result: dict, command: str, src: Sources, what: str = "") -> str:
+    m = result["machine"]
+    date = result["created"][:10]
+    where = f"`{src.rel()}/{what}`" if what else f"`{src.rel()}/`"
+    return f"*{command} on {m['cpu']} ({m['cores']} cores), {date}: {where}*"
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def table(columns: list[str], rows: list[list], text: int = 1) -> list[str]:
+    align = "|---" * text + "|---:" * (len(columns) - text) + "|"
+    out = ["| " + " | ".join(columns) + " |", align]
+    return out + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+
+# --- the shipped models ---------------------------------------------------------------------
+
+
+def cards(src: Sources) -> list[dict]:
+    found = {c["model"]: c for c in src.need("models", "make cards")}
+    return [found[m] for m in SHIPPED if m in found]
+
+
+def models_block(src: Sources) -> list[str]:
+    from fer_edge.modelcard import cards_table
+
+    cs = cards(src)
+    line = stamp(cs[0], "`make cards`", src, "models.md")
+    return [line, "", *cards_table(cs)]
+
+
+def robustness_block(src: Sources) -> list[str]:
+    cs = cards(src)
+    kinds = list(cs[0]["robustness"]["table"])
+    rows = [["none (clean)", *(pct(c["robustness"]["clean"]) for c in cs)]]
+    rows += [[k, *(pct(c["robustness"]["table"][k]["2"]) for c in cs)] for k in kinds]
+    rows.append(["**mean**", *(f"**{pct(c['robustness']['mean']['2'])}**" for c in cs)])
+    rows.append(
+        ["drop from clean", *(f"{c['robustness']['drop_at_medium_points']:.1f} pt" for c in cs)]
+    )
+    names = [c["model"].removesuffix(".tflite") for c in cs]
+    names[0] += " (default)"
+    return table(["degradation (severity 2)", *names], rows)
+
+
+def models_summary_block(src: Sources) -> list[str]:
+    student, six = cards(src)[:2]
+    s_pub, t_pub = (c["public_ferplus_majority"]["accuracy"] for c in (student, six))
+    s_priv, t_priv = (c["private_fer2013"]["accuracy"] for c in (student, six))
+    s_ms, t_ms = (c["latency_ms"]["1"]["p50"] for c in (student, six))
+    s_drop, t_drop = (c["robustness"]["drop_at_medium_points"] for c in (student, six))
+    vs_crowd = "better" if s_pub >= t_pub else "worse"
+    vs_fer = "ahead of" if s_priv >= t_priv else "*behind*"
+    return [
+        "**What the figures say.** Against the crowd's labels (FER+ majority, PublicTest) the "
+        f"default one-view model is {abs(100 * (s_pub - t_pub)):.1f} points {vs_crowd} than "
+        f"the six-view model; under the capture degradations it loses {s_drop:.1f} points at "
+        f"medium severity where the six-view model loses {t_drop:.1f}. It costs one interpreter "
+        f"run per face instead of six: {s_ms:.2f} ms per face against {t_ms:.2f} ms at one "
+        f"thread in the same run ({t_ms / s_ms:.1f}x less). Against FER2013's own noisy labels "
+        f"(PrivateTest) it is {abs(100 * (s_priv - t_priv)):.1f} points {vs_fer} the six-view "
+        "model.",
+    ]
+
+
+def tried_block(src: Sources) -> list[str]:
+    """Every training run kept in models/ and models/tried/: recipe, wall time, accuracy."""
+    reports = sorted((ROOT / "models").glob("*.report.json")) + sorted(
+        (ROOT / "models" / "tried").glob("*.report.json")
+    )
+    rows = []
+    for path in reports:
+        rep = json.loads(path.read_text())
+        if rep.get("stage") != 1 or "splits" not in rep:
+            continue
+        cfg_path = path.with_name(path.name.replace(".report.json", ".config.json"))
+        cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+        splits = rep["splits"]
+        plus = splits.get("public_ferplus-majority", {}).get("accuracy")
+        where = "shipped" if path.parent.name == "models" else "tried"
+        rows.append(
+            [
+                f"`{path.name.removesuffix('.report.json')}` ({where})",
+                recipe(cfg, rep, path.name),
+                f"{rep['wall_seconds'] / 60:.0f} min",
+                pct(splits["private"]["accuracy"]) if "private" in splits else "–",
+                pct(plus) if plus is not None else "–",
+            ]
+        )
+    columns = ["Keras model", "recipe", "wall", "PrivateTest (FER2013)", "PublicTest (FER+)"]
+    return [
+        "*from each run's own report, `models/*.report.json` and `models/tried/` (Keras "
+        "models, before conversion)*",
+        "",
+        *table(columns, rows, 2),
+    ]
+
+
+def recipe(cfg: dict, rep: dict, name: str) -> str:
+    """A run's recipe in a line; configs older than an option show its behaviour then."""
+    init = Path(cfg.get("init_from") or "").stem
+    if not init:
+        start = "ImageNet init"
+    elif name.startswith(init):
+        start = "continues its first part"
+    else:
+        start = f"init {init}"
+    parts = [start, cfg.get("labels") or "fer2013"]
+    if cfg.get("teacher"):
+        parts.append(f"+ {cfg.get('teacher_weight')} teacher")
+    if cfg.get("robust_augment"):
+        parts.append(f"degradations p {cfg['robust_augment']}")
+    model = cfg.get("model", {})
+    parts.append(f"alpha {model.get('alpha')} at {model.get('backbone_size')} px")
+    parts.append(f"tta {cfg.get('tta') or '–'}")
+    parts.append(f"{rep.get('epochs_run')} epochs")
+    # before --validation existed, early stopping watched PublicTest
+    parts.append(f"early stop on {rep.get('validation') or 'PublicTest'}")
+    return ", ".join(str(p) for p in parts)
+
+
+# --- conversion -----------------------------------------------------------------------------
+
+
+def accuracy_block(src: Sources) -> list[str]:
+    acc = src.need("accuracy", "make bench-accuracy")
+    md = (src.dir / "accuracy.md").read_text()
+    body = md[md.index("| variant |") :].split("\n\n")[0]
+    cmp = acc.get("int8_vs_float32") or {}
+    lines = [stamp(acc, "`make bench-accuracy`", src, "accuracy.md"), "", body]
+    if cmp:
+        lines += [
+            "",
+            f"**int8 vs float32: {cmp['size_ratio']:.1f}x smaller file ({cmp['int8_kib']} vs "
+            f"{cmp['float32_kib']} KiB), PrivateTest accuracy "
+            f"{cmp['private_accuracy_points']:+.2f} points.**",
+        ]
+    return lines
+
+
+def conversion_block(src: Sources) -> list[str]:
+    rows = []
+    for stem, model in (("fer", DEFAULT_MODEL_FILE), ("fer_tta", TTA_MODEL_FILE),
+                        ("fer7", SEVEN_MODEL_FILE)):  # fmt: skip
+        path = ROOT / "models" / f"{stem}_convert.report.json"
+        if not path.is_file():
+            continue
+        rep = json.loads(path.read_text())
+        v = rep["variants"]["int8"]
+        rows.append(
+            [
+                model,
+                f"`{Path(rep['model']).name}`",
+                f"{100 * v['agreement']:.1f}%",
+                f"{-100 * v['accuracy_drop']:+.1f}",
+                rep["check_faces"],
+            ]
+        )
+    columns = ["int8 model", "from", "top-1 agreement with Keras", "accuracy vs Keras, points",
+               "faces checked"]  # fmt: skip
+    return ["*`models/*_convert.report.json`, written by `make convert` / `make convert-extra`*",
+            "", *table(columns, rows, 2)]  # fmt: skip
+
+
+# --- the runtime ----------------------------------------------------------------------------
+
+
+def bench_stamp_block(src: Sources) -> list[str]:
+    p = src.need("pipeline", "make bench")
+    return [stamp(p, '`make bench ARGS="--rounds 3"`', src)]
+
+
+PIPELINE_ORDER = (
+    "default", "v1-default", "v1+student", "v1+roi", "v1+linear-resize", "v1+threads",
+    "v1+batch", "v1+zero-copy", "v1+smoothing-per-frame", "v1+adaptive-width", "default+roi",
+    "default-no-roi", "classify_every_1", "threads_2", "float32", "haar", "detect_every_1",
+    "reference", "v1-reference", "decode", "baseline",
+)  # fmt: skip
+
+
+def pipeline_block(src: Sources) -> list[str]:
+    p = src.need("pipeline", "make bench")
+    cfg = p["configs"]
+    v1 = cfg["v1-default"]["fps"]
+    rows = []
+    for name in [n for n in PIPELINE_ORDER if n in cfg] + [
+        n for n in cfg if n not in PIPELINE_ORDER
+    ]:
+        c = cfg[name]
+        agree = c.get("agreement")
+        rows.append(
+            [
+                name,
+                f"{c['fps']:.0f}",
+                f"{c['fps'] / v1:.2f}x",
+                f"{c.get('cpu_ms_per_frame') or 0:.2f}",
+                f"{c.get('main_thread_cpu_ms_per_frame') or 0:.2f}",
+                pct(c["face_fraction"]) if c.get("face_fraction") is not None else "–",
+                pct(agree["label_agreement"]) if agree else "–",
+            ]
+        )
+    columns = ["config", "FPS (median of rounds)", "vs v1-default", "CPU ms/frame",
+               "pipeline-thread CPU ms/frame", "frames with a face", "label agreement"]  # fmt: skip
+    d = cfg["default"]
+    ratio = d["fps"] / v1
+    rc = p.get("runtime_check") or {}
+    met = "**met**" if ratio >= 2 else "**not met**"
+    text = (
+        f"The default configuration does **{ratio:.2f}x the FPS of `v1-default`** "
+        f"({d['fps']:.0f} vs {v1:.0f} FPS) and needs "
+        f"{p['work_ratio_vs_v1']['cpu_ms_per_frame']:.2f}x less CPU time per frame, with a face "
+        f"labelled in {pct(d['face_fraction'])} of frames and "
+        f"{pct(d['agreement']['label_agreement'])} label agreement with the every-frame "
+        f"reference. The issue's target of 2x in the same run is {met} in this run."
+    )
+    if "baseline" in cfg:
+        text += (
+            " The original approach (full-frame Haar + a float Keras MobileNetV2 at 224 px with "
+            f"`model.predict` per face, `baseline`, timed on 100 frames) is "
+            f"{d['fps'] / cfg['baseline']['fps']:.0f}x slower."
+        )
+    if rc:
+        text += (
+            f" `fer-edge run` on the same video reports {rc['run_fps']:.0f} FPS itself "
+            f"(ratio {rc['ratio']:.2f} to the bench)."
+        )
+    return [*table(columns, rows), "", text]
+
+
+def latency_block(src: Sources) -> list[str]:
+    lat = src.need("latency", "make bench")
+    rows = [
+        [name, *(f"{r['age'][k]:.1f}" for k in ("p50_ms", "p90_ms", "p99_ms")),
+         f"{r['fps']:.1f}", r["dropped_by_reader"], r["not_delivered"]]
+        for name, r in lat["runs"].items() if "age" in r
+    ]  # fmt: skip
+    columns = ["run", "age p50 ms", "age p90 ms", "age p99 ms", "processed FPS",
+               "dropped by reader", "not delivered"]  # fmt: skip
+    d30 = lat["runs"]["default@30"]
+    inside = "inside" if d30["age"]["p99_ms"] <= 1000 / 30 else "outside"
+    text = (
+        f"At 30 fps the default's p99 frame age is {d30['age']['p99_ms']:.1f} ms, {inside} one "
+        f"frame interval (33 ms); {d30['dropped_by_reader']} frames were dropped by the reader "
+        f"in the {d30['seconds']:.0f} s timed."
+    )
+    return [*table(columns, rows), "", text]
+
+
+def crowd_block(src: Sources) -> list[str]:
+    crowd = src.need("crowd", "make bench")
+    runs = crowd["runs"]
+    rows = []
+    for key, r in runs.items():
+        if not key.startswith("default/") or "fps" not in r:
+            continue
+        single = runs.get(f"default-unbatched/{r['faces']}", {})
+        rows.append(
+            [r["faces"], f"{r['faces_per_frame']:.2f}", f"{r['fps']:.0f}",
+             f"{r['ms_per_frame']:.2f}", f"{r['ms_per_face']:.2f}",
+             f"{single['fps']:.0f}" if "fps" in single else "–"]
+        )  # fmt: skip
+    columns = ["faces in the frame", "found per frame", "FPS", "ms/frame", "ms/face",
+               "FPS, one call per face"]  # fmt: skip
+    nine = runs.get("default/9", {})
+    text = f"Nine faces per frame run at {nine['fps']:.0f} FPS." if "fps" in nine else ""
+    return [*table(columns, rows, 0), "", text]
+
+
+def pi_cost_block(src: Sources) -> list[str]:
+    cost = src.need("pi_cost", "make bench")
+    md = (src.dir / "pi_cost.md").read_text()
+    body = md[md.index("| stage |") : md.index("\nSources:")].strip()
+    return [stamp(cost, "`make bench`", src, "pi_cost.md"), "", body]
+
+
+def sinks_block(src: Sources) -> list[str]:
+    sinks = src.need("sinks", "make figures")
+    runs = sinks["runs"]
+    med = {v: sinks["median_fps"][v] for v in runs if sinks["median_fps"].get(v)}
+    base = med.get("plain")
+    rows = [
+        [v, f"{m:.0f}", ", ".join(f"{r['fps']:.0f}" for r in runs[v] if "fps" in r),
+         f"{m / base:.2f}" if base else "–",
+         (sinks.get("repos", {}).get(v) or {}).get("commit") or sinks.get("commit", "")]
+        for v, m in med.items()
+    ]  # fmt: skip
+    columns = ["variant", "median FPS", "runs", "vs plain", "commit"]
+    return [
+        stamp(sinks, "`python -m fer_edge.benchmarks.sinks`", src, "sinks.json"),
+        "",
+        *table(columns, rows),
+    ]
+
+
+def emulated_pi_block(src: Sources) -> list[str]:
+    pi = src.need("emulated_pi", "make figures")
+    oses = list(pi["os"])
+    get = [pi["os"][o] for o in oses]
+    rows = [
+        ["rootfs build, once per recipe", *(f"{g['rootfs_build_s']:.0f} s" for g in get)],
+        ["same label as x86, same pixels", *(f"{g['same']['same']} of {g['same']['face_frames']}"
+                                             for g in get)],
+        ["largest probability / box difference, same pixels",
+         *(f"{g['same']['max_dp']:.4f} / {g['same']['max_box']:.0f} px" for g in get)],
+        ["same label as x86, each side decoding the video",
+         *(f"{g['decoded']['same']} of {g['decoded']['face_frames']}" for g in get)],
+        ["largest probability / box difference, each side decoding",
+         *(f"{g['decoded']['max_dp']:.3f} / {g['decoded']['max_box']:.0f} px" for g in get)],
+        ["runtime on the Pi, emulated", *(f"{g['fps']:.1f} FPS" for g in get)],
+        ["the deploy test, rootfs cached", *(f"{g['test_s']:.0f} s" for g in get)],
+    ]  # fmt: skip
+    return [stamp(pi, "`make figures` (tests/test_pi_emulated.py)", src, "emulated_pi.json"),
+            "", *table(["", *(pi["os"][o]["label"] for o in oses)], rows)]  # fmt: skip
+
+
+def default_size_block(src: Sources) -> list[str]:
+    return [f"{cards(src)[0]['bytes'] / 1024:.0f} KiB"]
+
+
+RENDERERS = {
+    "default-size": default_size_block,
+    "models": models_block,
+    "models-summary": models_summary_block,
+    "robustness": robustness_block,
+    "tried": tried_block,
+    "conversion": conversion_block,
+    "accuracy": accuracy_block,
+    "bench-stamp": bench_stamp_block,
+    "latency": latency_block,
+    "pipeline": pipeline_block,
+    "crowd": crowd_block,
+    "pi-cost": pi_cost_block,
+    "sinks": sinks_block,
+    "emulated-pi": emulated_pi_block,
+}
+
+
+def render(text: str, src: Sources) -> str:
+    def one(match: re.Match) -> str:
+        name = match["name"]
+        if name not in RENDERERS:
+            raise ConfigError(f"README block figures:{name}: no renderer of that name")
+        body = "\n".join(RENDERERS[name](src)).rstrip("\n")
+        inline = not match["body"].endswith("\n")  # a figure inside a sentence
+        if inline and "\n" not in body:
+            return f"<!-- figures:{name} -->\n{body}<!-- /figures:{name} -->"
+        return f"<!-- figures:{name} -->\n{body}\n<!-- /figures:{name} -->"
+
+    return BLOCK.sub(one, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m fer_edge.benchmarks.readme", description=__doc__.splitlines()[0]
+    )
+    p.add_argument("--results", default="", help="results folder ('' = the newest dated one)")
+    p.add_argument("--readme", default=str(ROOT / "README.md"), help="the README to render")
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if out of date")
+    args = p.parse_args(argv)
+    try:
+        src = Sources(Path(args.results) if args.results else newest_results())
+        readme = Path(args.readme)
+        old = readme.read_text()
+        new = render(old, src)
+    except (FerEdgeError, OSError, KeyError) as exc:
+        print(f"{p.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        if new != old:
+            print(f"{readme}: figures differ from {src.rel()}; run {p.prog}", file=sys.stderr)
+            return 1
+        return 0
+    if new != old:
+        atomic_write_text(readme, new)
+    print(f"{readme}: {len(BLOCK.findall(new))} figure blocks from {src.rel()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
