@@ -117,7 +117,7 @@ class DashboardSettings:
 
 
 def _load_assets() -> dict[str, tuple[bytes, str]]:
-    folder = resources.files("edge") / "dashboard-assets"
+    folder = resources.files("fer_edge.edge") / "dashboard-assets"
     try:
         return {p: (folder.joinpath(f).read_bytes(), ct) for p, (f, ct) in ASSETS.items()}
     except OSError as exc:

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import ROOT, free_port, one_line_error, run_cli, wait_for
+from conftest import free_port, one_line_error, run_cli, wait_for
 from fer_edge.edge.contract import read_contract
 
 TOKEN = "test-token-0123456789abcdef"
@@ -40,16 +40,18 @@ def tool(*names: str) -> str:
 
 @contextmanager
 def dashboard_run(video, model, tmp_path, *flags):
-    """The runtime playing the video in real time (looped, at most 60 s) with a dashboard."""
+    """The runtime playing the video in real time (looped, at most 60 s) with a dashboard:
+    the `fer-edge` command a user types, run from outside the repository (the page's assets
+    must come from the package, not from a folder that happens to be the working directory)."""
     port = free_port()
     log = tmp_path / "run.log"
+    fer_edge = Path(sys.executable).with_name("fer-edge")
     with open(log, "w") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "fer_edge.edge", "run", "--source", str(video),
-             "--model", str(model),
-             "--headless", "--realtime", "--loop", "--max_frames", "1800",
+            [fer_edge, "run", "--source", str(video), "--model", str(model),
+             "--headless", "--realtime", "--loop", "--max-frames", "1800",
              "--dashboard", str(port), *flags],
-            cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+            cwd=tmp_path, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
             stdout=subprocess.DEVNULL, stderr=log_file,
         )  # fmt: skip
     try:

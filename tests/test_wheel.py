@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, free_port
 from fer_edge.edge.config import DEFAULT_MODEL_FILE, SEVEN_MODEL_FILE, TTA_MODEL_FILE, YUNET_FILE
 
 pytestmark = pytest.mark.slow
@@ -79,6 +79,18 @@ def test_installed_wheel_runs_anywhere(wheel, tmp_path, video):
     assert {e["frame"] for e in events} == set(range(30)), "a face in every frame of this video"
     labels = json.loads((ROOT / "models" / f"{DEFAULT_MODEL_FILE}.json").read_text())["labels"]
     assert all(list(e["probs"]) == labels for e in events)
+
+    # The dashboard's page comes from the package too (it once looked for a top-level `edge`).
+    port = free_port()
+    proc = run(
+        [bin_dir / "fer-edge", "run", "--source", video, "--headless", "--max-frames", "30",
+         "--dashboard", port],
+        work,
+        timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0 and f"dashboard at http://127.0.0.1:{port}" in proc.stderr, (
+        proc.stderr[-3000:]
+    )
 
     # Only fer_edge is installed: the repository's folder names are not importable.
     for name in ("edge", "train", "convert", "benchmarks"):
