@@ -115,7 +115,7 @@ bench-accuracy: $(STAMP) ## every model variant on PublicTest and PrivateTest ->
 figures: $(STAMP) ## every README figure, one go, one machine (~1 h, idle machine, root for the Pi part)
 	$(MAKE) --no-print-directory cards bench-accuracy ARGS=
 	$(MAKE) --no-print-directory bench ARGS="--rounds 3"
-	$(BIN)/python -m fer_edge.benchmarks.sinks --source "$(BENCH_VIDEO)" --rounds 3 \
+	$(BIN)/python -m fer_edge.benchmarks.sinks --source "$(BENCH_VIDEO)" --rounds 9 \
 	    $(foreach r,$(COMPARE_REPOS),--compare-repo $(r))
 	FER_EDGE_PI_FIGURES=1 FER_EDGE_PI_OS= $(BIN)/python -m pytest -q -s -p no:cacheprovider \
 	    tests/test_pi_emulated.py -k make_deploy

@@ -360,7 +360,12 @@ def sinks_block(src: Sources) -> list[str]:
     ]  # fmt: skip
     columns = ["variant", "median FPS", "runs", "vs plain", "commit"]
     return [
-        stamp(sinks, "`python -m fer_edge.benchmarks.sinks`", src, "sinks.json"),
+        stamp(
+            sinks,
+            f"`python -m fer_edge.benchmarks.sinks --rounds {sinks.get('rounds', '?')}`",
+            src,
+            "sinks.json",
+        ),
         "",
         *table(columns, rows),
     ]

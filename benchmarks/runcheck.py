@@ -14,7 +14,7 @@ TOLERANCE = 0.10
 _FPS = re.compile(r"a face in \d+ \([\d.]+%\), ([\d.]+) FPS")
 
 
-def runtime_fps(source: str, model: str, frames: int = 0, runs: int = 3) -> list[float]:
+def runtime_fps(source: str, model: str, frames: int = 0, runs: int = 5) -> list[float]:
     """The closing FPS of `fer-edge run --headless` with its default flags, `runs` times."""
     cmd = [sys.executable, "-m", "fer_edge.cli", "run", "--source", source, "--model", model,
            "--headless", "--events", os.devnull]  # fmt: skip

@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine,
         "source": args.source,
+        "rounds": args.rounds,
         "commit": commit_of(ROOT),
         "repos": {v: {"path": d, "commit": commit_of(Path(d))} for v, d in args.repos.items()},
         "median_fps": median,
