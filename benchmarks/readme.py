@@ -349,16 +349,19 @@ def pi_cost_block(src: Sources) -> list[str]:
 
 def sinks_block(src: Sources) -> list[str]:
     sinks = src.need("sinks", "make figures")
-    runs = sinks["runs"]
+    runs, cpu = sinks["runs"], sinks.get("median_cpu_ms_per_frame", {})
     med = {v: sinks["median_fps"][v] for v in runs if sinks["median_fps"].get(v)}
-    base = med.get("plain")
+    base, base_cpu = med.get("plain"), cpu.get("plain")
     rows = [
-        [v, f"{m:.0f}", ", ".join(f"{r['fps']:.0f}" for r in runs[v] if "fps" in r),
-         f"{m / base:.2f}" if base else "–",
+        [v, f"{m:.0f}", f"{min(r['fps'] for r in runs[v] if 'fps' in r):.0f}–"
+         f"{max(r['fps'] for r in runs[v] if 'fps' in r):.0f}", f"{m / base:.2f}" if base else "–",
+         f"{cpu[v]:.2f}" if cpu.get(v) else "–",
+         f"{cpu[v] / base_cpu:.2f}" if cpu.get(v) and base_cpu else "–",
          (sinks.get("repos", {}).get(v) or {}).get("commit") or sinks.get("commit", "")]
         for v, m in med.items()
     ]  # fmt: skip
-    columns = ["variant", "median FPS", "runs", "vs plain", "commit"]
+    columns = ["variant", "median FPS", "range of rounds", "FPS vs plain", "CPU ms/frame",
+               "CPU vs plain", "commit"]  # fmt: skip
     return [
         stamp(
             sinks,

@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -108,6 +109,7 @@ def run_once(args, variant: str, mqtt_url: str | None) -> dict:
         cwd = Path(args.repos[variant]).resolve()
         cmd[cmd.index("fer_edge.edge")] = "edge"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stderr=subprocess.PIPE, text=True)
     if variant == "dashboard_viewed":
         watch(port, stop)
@@ -116,7 +118,12 @@ def run_once(args, variant: str, mqtt_url: str | None) -> dict:
     match = FPS_LINE.search(err or "")
     if proc.returncode != 0 or not match:
         return {"error": (err or "").strip().splitlines()[-1:] or [f"exit {proc.returncode}"]}
-    return {"frames": int(match.group(1)), "fps": float(match.group(2))}
+    # CPU time of the run (every thread, start-up included): load from elsewhere on the machine
+    # moves it much less than the frame rate
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    frames = int(match.group(1))
+    return {"frames": frames, "fps": float(match.group(2)), "cpu_ms_per_frame": 1000 * cpu / frames}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
                 broker.wait(timeout=10)
     fps = {v: [x["fps"] for x in rs if "fps" in x] for v, rs in runs.items()}
     median = {v: statistics.median(f) if f else None for v, f in fps.items()}
+    cpu = {v: [x["cpu_ms_per_frame"] for x in rs if "fps" in x] for v, rs in runs.items()}
+    median_cpu = {v: round(statistics.median(c), 3) if c else None for v, c in cpu.items()}
     base = median.get("plain")
     print("| variant | median FPS | runs (FPS) | vs plain |\n|---|---:|---|---:|")
     for v in variants:
@@ -193,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         "commit": commit_of(ROOT),
         "repos": {v: {"path": d, "commit": commit_of(Path(d))} for v, d in args.repos.items()},
         "median_fps": median,
+        "median_cpu_ms_per_frame": median_cpu,
         "runs": runs,
     }
     atomic_write_text(out, json.dumps(result, indent=2) + "\n")

@@ -186,7 +186,8 @@ def detect_around(
         k = 1.0
         if out_side < side:
             k = side / out_side
-            region = cv2.resize(region, (out_side, out_side), interpolation=cv2.INTER_LINEAR)
+            # bit-exact on every CPU (plain INTER_LINEAR is not, at this non-integer scale)
+            region = cv2.resize(region, (out_side, out_side), interpolation=cv2.INTER_LINEAR_EXACT)
         found = [
             Box(
                 int(round(x0 + f.x * k)), int(round(y0 + f.y * k)),
