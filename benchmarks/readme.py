@@ -294,9 +294,12 @@ def pipeline_block(src: Sources) -> list[str]:
             f"{d['fps'] / cfg['baseline']['fps']:.0f}x slower."
         )
     if rc:
+        spread = rc.get("run_fps_all") or [rc["run_fps"]]
         text += (
-            f" `fer-edge run` on the same video reports {rc['run_fps']:.0f} FPS itself "
-            f"(ratio {rc['ratio']:.2f} to the bench)."
+            f" `fer-edge run` on the same video reports {rc['run_fps']:.0f} FPS itself, the "
+            f"median of {len(spread)} runs from {min(spread):.0f} to {max(spread):.0f} (ratio "
+            f"{rc['ratio']:.2f} to the bench): at these rates one run takes about a second, and "
+            "this 2-core VM's speed drifts from one second to the next."
         )
     return [*table(columns, rows), "", text]
 

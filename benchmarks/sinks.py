@@ -84,12 +84,15 @@ def watch(port: int, stop: threading.Event) -> None:
 
 
 def commit_of(repo: Path) -> str | None:
-    """The checkout's commit (with "+changes" when its tracked files differ from it)."""
+    """The checkout's commit, with "+changes" when its code differs from it (results, model
+    cards and the README, which `make figures` rewrites as it goes, aside)."""
     git = ["git", "-C", str(repo)]
     head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     if head.returncode != 0:
         return None
-    dirty = subprocess.run([*git, "diff", "--quiet", "HEAD"], capture_output=True).returncode
+    outputs = [":!benchmarks/results", ":!models/*.card.json", ":!README.md"]
+    diff = [*git, "diff", "--quiet", "HEAD", "--", ".", *outputs]
+    dirty = subprocess.run(diff, capture_output=True).returncode
     return head.stdout.strip() + ("+changes" if dirty else "")
 
 
