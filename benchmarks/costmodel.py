@@ -16,6 +16,9 @@ import json
 import math
 from pathlib import Path
 
+from fer_edge.edge.config import DEFAULTS
+from fer_edge.edge.pipeline import PipelineConfig
+
 # Published reference timings. Each: what was timed, the figure, where it was published.
 REFERENCES = {
     "yunet_pi4": {
@@ -133,11 +136,11 @@ def cost_model(
     yunet: str | Path,
     models: list[str | Path],
     frame: tuple[int, int] = (1280, 720),
-    detect_width: int = 320,
-    roi_size: int = 96,
-    detect_every: int = 2,
-    full_detect_every: int = 10,
-    classify_every: int = 2,
+    detect_width: int = DEFAULTS.detect_width,
+    roi_size: int = PipelineConfig.roi_size,
+    detect_every: int = DEFAULTS.detect_every,
+    full_detect_every: int = DEFAULTS.full_detect_every,
+    classify_every: int = DEFAULTS.classify_every,
 ) -> dict:
     """Per stage: MACs, parameters, and ESTIMATED Pi 4 / Pi 5 ms; per frame for the default."""
     ref_y, ref_m, pi5 = (
