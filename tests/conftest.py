@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -80,6 +82,29 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subproce
         text=True,
         timeout=timeout,
     )
+
+
+def system_tool(*names: str, package: str) -> str:
+    """A Debian tool a test needs (the first of `names` found): missing fails in CI, where
+    .ci/run installs `package`, and skips elsewhere."""
+    for name in names:
+        path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+        if path:
+            return path
+    message = f"{names[0]} not installed (apt-get install -y {package})"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def run_events(video, model, events: Path, *flags: str) -> tuple[subprocess.CompletedProcess, list]:
+    """`fer-edge run` headless on a video with an events file: the process and its events."""
+    proc = run_cli(
+        "run", "--source", str(video), "--model", str(model), "--headless",
+        "--events", str(events), *flags,
+    )  # fmt: skip
+    lines = events.read_text().splitlines() if events.exists() else []
+    return proc, [json.loads(line) for line in lines]
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:

@@ -4,10 +4,9 @@ spellings still parse but stay out of --help."""
 from __future__ import annotations
 
 import argparse
-import json
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, run_events
 from fer_edge.benchmarks.cli import add_bench_parsers
 from fer_edge.edge.cli import build_parser as edge_parser
 from fer_edge.edge.cliframe import HelpFormatter, command_parser
@@ -88,21 +87,9 @@ def test_train_help_comes_from_the_config_comments():
 def test_both_spellings_run(video, int8_model, tmp_path):
     counts = {}
     for spelling in (["--max-frames", "10", "--detect-every", "1"], ["--max_frames", "10"]):
-        events = tmp_path / f"{spelling[0]}.jsonl"
-        proc = run_cli(
-            "run",
-            "--source",
-            str(video),
-            "--model",
-            str(int8_model),
-            "--headless",
-            "--events",
-            str(events),
-            *spelling,
-        )
+        proc, rows = run_events(video, int8_model, tmp_path / f"{spelling[0]}.jsonl", *spelling)
         assert proc.returncode == 0, proc.stderr
-        frames = {json.loads(line)["frame"] for line in events.read_text().splitlines()}
-        counts[spelling[0]] = frames
+        counts[spelling[0]] = {r["frame"] for r in rows}
     assert counts["--max-frames"] == set(range(10))
     assert counts["--max_frames"] == set(range(10))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,24 +17,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import free_port, one_line_error, run_cli, wait_for
+from conftest import free_port, one_line_error, run_cli, system_tool, wait_for
 from fer_edge.edge.contract import read_contract
 
 TOKEN = "test-token-0123456789abcdef"
 CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run",
                 "--window-size=1280,1000"]  # fmt: skip
-
-
-def tool(*names: str) -> str:
-    for name in names:
-        path = shutil.which(name)
-        if path:
-            return path
-    message = f"{names[0]} not installed (apt-get install -y chromium chromium-driver)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @contextmanager
@@ -145,7 +133,8 @@ def test_browser_shows_live_video_and_timeline_and_token_is_enforced(video, int8
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    chromium, driver_path = tool("chromium", "chromium-browser"), tool("chromedriver")
+    chromium = system_tool("chromium", "chromium-browser", package="chromium")
+    driver_path = system_tool("chromedriver", package="chromium-driver")
     labels = list(read_contract(int8_model).labels)
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")

@@ -10,7 +10,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import ROOT, one_line_error, run_cli
+from conftest import ROOT, one_line_error, run_cli, run_events
 from fer_edge.edge.classifier import Classifier
 from fer_edge.edge.detectors import HaarDetector, YuNetDetector
 from fer_edge.edge.pipeline import Pipeline, PipelineConfig
@@ -22,19 +22,8 @@ EVENT_KEYS = {"frame", "t", "track", "box", "label", "probs"}
 
 
 def test_headless_run_labels_a_face_in_nearly_every_frame(video, int8_model, tmp_path):
-    events = tmp_path / "out.jsonl"
-    proc = run_cli(
-        "run",
-        "--source",
-        str(video),
-        "--model",
-        str(int8_model),
-        "--headless",
-        "--events",
-        str(events),
-    )
+    proc, rows = run_events(video, int8_model, tmp_path / "out.jsonl")
     assert proc.returncode == 0, proc.stderr
-    rows = [json.loads(line) for line in events.read_text().splitlines()]
     assert rows and all(EVENT_KEYS <= set(r) for r in rows)
     labels = Classifier(int8_model).labels
     for r in rows:

@@ -19,22 +19,11 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import ROOT, free_port, one_line_error, run_cli, wait_for
+from conftest import ROOT, free_port, one_line_error, run_cli, system_tool, wait_for
 from fer_edge.edge.contract import Contract, read_contract, write_contract
 
 PREFIX = "fer-edge/testcam"
 NODE = "fer-edge_testcam"
-
-
-def tool(name: str) -> str:
-    """A Debian tool the test needs: missing fails in CI and skips elsewhere."""
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
-    if path:
-        return path
-    message = f"{name} not installed (apt-get install -y mosquitto)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 class Broker:
@@ -51,7 +40,9 @@ class Broker:
     def start(self) -> None:
         with open(self.log, "a") as log:
             self.proc = subprocess.Popen(
-                [tool("mosquitto"), "-c", str(self.conf)], stdout=log, stderr=log
+                [system_tool("mosquitto", package="mosquitto"), "-c", str(self.conf)],
+                stdout=log,
+                stderr=log,
             )
 
         def listening():
@@ -210,7 +201,17 @@ def test_password_broker_gets_discovery_availability_and_every_label_change(
     video, int8_model, tmp_path
 ):
     pw = tmp_path / "passwd"
-    subprocess.run([tool("mosquitto_passwd"), "-b", "-c", str(pw), "fer", "s3cret"], check=True)
+    subprocess.run(
+        [
+            system_tool("mosquitto_passwd", package="mosquitto"),
+            "-b",
+            "-c",
+            str(pw),
+            "fer",
+            "s3cret",
+        ],
+        check=True,
+    )
     secret = tmp_path / "mqtt-password"
     secret.write_text("s3cret\n")
     events = tmp_path / "events.jsonl"
@@ -364,7 +365,7 @@ def test_broker_outage_mid_run_the_run_goes_on_and_publishing_resumes(video, int
 def test_tls_with_a_ca_file(video, int8_model, tmp_path):
     """mqtts:// verified against the CA file; without it the system CAs reject the broker's
     certificate, and the run still completes."""
-    openssl = tool("openssl")
+    openssl = system_tool("openssl", package="openssl")
 
     def ssl(*args):
         subprocess.run([openssl, *args], cwd=tmp_path, check=True, capture_output=True)
