@@ -95,44 +95,24 @@ def test_fer2013new_csv_with_fer2013_csv_gives_the_same_targets(fer, votes, tmp_
             np.testing.assert_allclose(t, ref[int(pick[k])])
 
 
+def eval_ferplus(model, archive, split: str, *extra: str):
+    """`fer-edge eval MODEL --split SPLIT --labels ferplus-majority` on the archive."""
+    return run_cli("eval", str(model), "--data", str(archive), "--split", split,
+                   "--labels", "ferplus-majority", *extra)  # fmt: skip
+
+
 def test_eval_with_ferplus_majority_labels(int8_model, archive):
-    proc = run_cli("eval", str(int8_model), "--data", str(archive), "--split", "public",
-                   "--labels", "ferplus-majority")  # fmt: skip
+    proc = eval_ferplus(int8_model, archive, "public")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "n=3268" in proc.stdout and "ferplus-majority" in proc.stdout
 
 
 def test_eval_ferplus_on_private_is_one_line(int8_model, archive):
-    line = one_line_error(
-        run_cli(
-            "eval",
-            str(int8_model),
-            "--data",
-            str(archive),
-            "--split",
-            "private",
-            "--labels",
-            "ferplus-majority",
-        )  # fmt: skip
-    )
-    assert "withheld" in line
+    assert "withheld" in one_line_error(eval_ferplus(int8_model, archive, "private"))
 
 
 def test_a_votes_file_that_is_not_one_is_one_line(int8_model, archive, tmp_path):
     bad = tmp_path / "votes.csv"
     bad.write_text("a,b\n1,2\n")
-    line = one_line_error(
-        run_cli(
-            "eval",
-            str(int8_model),
-            "--data",
-            str(archive),
-            "--split",
-            "public",
-            "--labels",
-            "ferplus-majority",
-            "--ferplus",
-            str(bad),
-        )  # fmt: skip
-    )
+    line = one_line_error(eval_ferplus(int8_model, archive, "public", "--ferplus", str(bad)))
     assert str(bad) in line and "FER+" in line
