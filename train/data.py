@@ -107,10 +107,6 @@ def input_path(given, env_names: tuple[str, ...], fallback: Path, what: str, hin
     return Path(path)
 
 
-def default_data_path() -> Path | None:
-    return default_path(("DATA", "FER_DATA"), SHARED_ARCHIVE)
-
-
 def cache_dir() -> Path:
     return Path(os.environ.get("FER_EDGE_CACHE", Path.home() / ".cache" / "fer-edge"))
 
@@ -295,4 +291,4 @@ def _read_cache(cached: Path, path: Path, digest: str) -> Fer2013:
         )
 
 
-__all__ = ["Fer2013", "load_fer2013", "default_data_path", "SPLITS", "KAGGLE_HINT"]
+__all__ = ["Fer2013", "load_fer2013", "SPLITS", "KAGGLE_HINT"]
