@@ -35,9 +35,12 @@ class Stage1Config:
     # or ferplus-soft (FER+ vote distribution; the FER+ paper's best). With --validation public,
     # FER+ modes validate on PublicTest's FER+ majority. Rules: train/ferplus.py.
     labels: str = "fer2013"
+    # ferplus-fer2013 only: how many extra votes FER2013's folder label adds to the crowd's ten
+    fer2013_votes: float = 5.0
     ferplus: str = ""  # FER+ votes csv ("" = $FERPLUS, then ../shared's ferplus_votes.csv)
-    # Knowledge distillation: a trained fer-edge model (same classes) whose predictions on the
-    # clean training images are computed once, cached, and mixed into the targets.
+    # Knowledge distillation: trained fer-edge models (same classes, comma-separated) whose
+    # predictions on the clean training images are computed once, cached, averaged in log space
+    # (an ensemble teacher) and mixed into the targets.
     teacher: str = ""
     teacher_weight: float = 0.5  # target = (1 - w) * labels + w * teacher
     # Capture degradations (blur, noise, JPEG, low light, gamma, low resolution, occlusion,

@@ -15,6 +15,11 @@ Label rules (`--labels`):
 - `ferplus-soft`: the vote distribution over our classes. An image is kept when at least half
   of its votes fall in our classes; the rest (mostly fear, disgust, contempt, unknown or not a
   face) is left out rather than forced onto a class it was not voted for.
+- `ferplus-fer2013`: the crowd and FER2013's annotator together. The folder label counts as
+  `fer2013_votes` extra votes beside the crowd's ten, then the distribution over our classes is
+  taken as in `ferplus-soft` (same keep rule, on the crowd's votes alone). Neither label set is
+  the truth alone: the crowd calls half of FER2013's "sad" faces neutral, and the single
+  annotator saw sadness the crowd mostly missed.
 Images without votes (FER+ dropped 159 non-faces; PrivateTest votes are withheld) are left out
 of both FER+ modes.
 """
@@ -29,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from fer_edge.edge.errors import DataError
 
-LABEL_MODES = ("fer2013", "ferplus-majority", "ferplus-soft")
+LABEL_MODES = ("fer2013", "ferplus-majority", "ferplus-soft", "ferplus-fer2013")
 VOTE_COLUMNS = (
     "neutral", "happiness", "surprise", "sadness", "anger",
     "disgust", "fear", "contempt", "unknown", "NF",
@@ -129,6 +134,7 @@ def split_targets(
     mode: str,
     votes: Votes | None = None,
     drop_test_duplicates: bool = False,
+    fer2013_votes: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(images (N, S, S), targets (N, K) float32, indices into `data`) under label rule `mode`."""
     if mode not in LABEL_MODES:
@@ -159,5 +165,29 @@ def split_targets(
         idx = np.flatnonzero(in_split & has & (y >= 0))
         return data.images[idx], np.eye(k, dtype=np.float32)[y[idx]], idx
     dist, keep = soft(v, labels)
+    if mode == "ferplus-fer2013":
+        dist = with_folder_votes(v, data.labels, labels, fer2013_votes)
     idx = np.flatnonzero(in_split & has & keep)
     return data.images[idx], dist[idx], idx
+
+
+def with_folder_votes(
+    votes: np.ndarray, folder: np.ndarray, labels: tuple[str, ...], weight: float
+) -> np.ndarray:
+    """Distribution over `labels` of the crowd's votes plus `weight` votes for the folder label.
+
+    `folder` indexes FER2013_CLASSES; a folder class outside `labels` adds nothing. Rows with no
+    vote in `labels` at all come back as zeros (the keep rule drops them).
+    """
+    from fer_edge.edge.contract import FER2013_CLASSES
+
+    cols = [VOTE_COLUMNS.index(c) for c in VOTE_COLUMNS if TO_FER2013.get(c) in labels]
+    counts = np.zeros((len(votes), len(labels)), np.float64)
+    for c in cols:
+        counts[:, labels.index(TO_FER2013[VOTE_COLUMNS[c]])] = votes[:, c]
+    remap = np.array([labels.index(c) if c in labels else -1 for c in FER2013_CLASSES])
+    y = remap[folder.astype(np.int64)]
+    rows = np.flatnonzero(y >= 0)
+    counts[rows, y[rows]] += weight
+    total = counts.sum(1, keepdims=True)
+    return np.divide(counts, total, out=np.zeros_like(counts), where=total > 0).astype(np.float32)

@@ -155,6 +155,20 @@ def teacher_targets(
     return probs, info
 
 
+def ensemble_targets(
+    teachers: str, data, idx: np.ndarray, labels: tuple[str, ...]
+) -> tuple[np.ndarray, dict | list]:
+    """One teacher's probabilities, or the normalised geometric mean of several (comma-separated):
+    averaging log-probabilities keeps a class only where every teacher allows it."""
+    paths = [p.strip() for p in teachers.split(",") if p.strip()]
+    parts = [teacher_targets(p, data, idx, labels) for p in paths]
+    if len(parts) == 1:
+        return parts[0]
+    logp = np.mean([np.log(np.clip(p, 1e-7, 1.0)) for p, _ in parts], axis=0)
+    probs = np.exp(logp - logp.max(1, keepdims=True))
+    return (probs / probs.sum(1, keepdims=True)).astype(np.float32), [i for _, i in parts]
+
+
 def _total(report: dict | None, key: str) -> float:
     """`key` ("epochs" or "wall_seconds") over an earlier run and its own predecessors."""
     if not report:
@@ -183,8 +197,9 @@ def run_stage1(cfg: Stage1Config) -> dict:
     data = load_fer2013(cfg.data or None)
     votes = load_votes(cfg.ferplus or None) if cfg.labels != "fer2013" else None
     x_tr, t_tr, idx_tr = split_targets(
-        data, "train", labels, cfg.labels, votes, drop_test_duplicates=cfg.drop_test_duplicates
-    )
+        data, "train", labels, cfg.labels, votes,
+        drop_test_duplicates=cfg.drop_test_duplicates, fer2013_votes=cfg.fer2013_votes,
+    )  # fmt: skip
     if cfg.validation == "holdout":
         # A stratified share of the training faces validates (early stopping), so PublicTest
         # and PrivateTest stay tests that no choice was made on.
@@ -207,7 +222,7 @@ def run_stage1(cfg: Stage1Config) -> dict:
     )  # fmt: skip
     teacher_info = None
     if cfg.teacher:
-        soft_teacher, teacher_info = teacher_targets(cfg.teacher, data, idx_tr, labels)
+        soft_teacher, teacher_info = ensemble_targets(cfg.teacher, data, idx_tr, labels)
         t_tr = (1.0 - cfg.teacher_weight) * t_tr + cfg.teacher_weight * soft_teacher
 
     weights = (
