@@ -1,10 +1,12 @@
-"""Files the project writes and checks: atomic writes and sha256, one implementation each."""
+"""Files the project writes and checks: atomic writes, whole-line appends and sha256, one
+implementation each."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,3 +50,39 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+class LineAppender:
+    """Appends whole lines to a file: each `append` is one O_APPEND write, and a write the
+    disk could only take part of is cut back, so the file always ends on a whole line.
+
+    A reader (or the next run) never meets a torn JSON line, even when the disk fills
+    mid-line. Nothing is fsynced: the page cache is the SD card's friend, and after a power
+    cut ext4 (data=ordered) keeps a prefix of whole writes."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = str(path)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # Cutting back only makes sense on a regular file (not /dev/full, a pipe, a tty).
+        self._regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
+
+    def append(self, data: bytes) -> None:
+        """Write all of `data` or, on OSError (ENOSPC, EIO, EFBIG ...), none of it."""
+        start = os.fstat(self._fd).st_size if self._regular else 0
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError:
+            written = len(data) - len(view)
+            with contextlib.suppress(OSError):
+                # Only when the file is as we left it: the rotation timer may have truncated
+                # it meanwhile, and cutting "back" then would pad it with zeros.
+                if written and self._regular and os.fstat(self._fd).st_size == start + written:
+                    os.ftruncate(self._fd, start)
+            raise
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -7,10 +7,12 @@ import logging
 import os
 import sys
 import threading
+import time
 
 import cv2
 import numpy as np
 from fer_edge.edge.errors import ConfigError
+from fer_edge.edge.fileio import LineAppender
 from fer_edge.edge.types import Closeable, Face, FrameResult
 
 log = logging.getLogger(__name__)
@@ -51,32 +53,76 @@ class Sink(Closeable):
 
 
 class EventWriter(Sink):
-    """Appends JSON Lines, flushed per line, so a kill loses nothing already written."""
+    """Appends JSON Lines, a frame's lines in one write, so a kill loses nothing already
+    written and the file never holds a torn line.
 
-    def __init__(self, path: str, labels: tuple[str, ...]):
+    A full disk (or an SD card's I/O error) does not stop the runtime: the camera, MQTT and
+    the dashboard carry on, the events of that time are dropped and counted, one log line
+    says so, and writing resumes by itself once the disk takes a whole write again (tried at
+    most every `retry_every` seconds)."""
+
+    def __init__(self, path: str, labels: tuple[str, ...], retry_every: float = 1.0):
         self.labels = labels
         self.path = path
-        if path == "-":
-            self._f, self._own = sys.stdout, False
-        else:
+        self.retry_every = retry_every
+        self.count = 0  # events written
+        self.dropped = 0  # events lost to write errors, all told
+        self._failing_since: float | None = None  # monotonic time of the first failed write
+        self._next_try = 0.0
+        self._dropped_now = 0  # dropped in the current failing stretch
+        self._file = None
+        if path != "-":
             try:
-                self._f, self._own = open(path, "a", buffering=1), True  # line-buffered
+                self._file = LineAppender(path)
             except OSError as exc:
                 raise ConfigError(
                     f"--events {path}: cannot open for writing ({exc.strerror})"
                 ) from None
-        self.count = 0
+
+    def _append(self, text: str) -> None:
+        if self._file is None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            self._file.append(text.encode())
 
     def write(self, result: FrameResult, canvas: np.ndarray | None = None) -> bool:
-        for event in face_events(result, self.labels):
-            self._f.write(json.dumps(event, separators=(",", ":")) + "\n")
-            self.count += 1
-        self._f.flush()
+        events = face_events(result, self.labels)
+        if not events:
+            return True
+        now = time.monotonic()
+        if self._failing_since is not None and now < self._next_try:
+            self._drop(len(events))
+            return True
+        text = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events)
+        try:
+            self._append(text)
+        except OSError as exc:
+            if self._failing_since is None:
+                self._failing_since = now
+                log.warning(
+                    "events: cannot write %s: %s; dropping events until it can (retry every %g s)",
+                    self.path, (exc.strerror or str(exc)).lower(), self.retry_every,
+                )  # fmt: skip
+            self._next_try = now + self.retry_every
+            self._drop(len(events))
+            return True
+        if self._failing_since is not None:
+            log.warning(
+                "events: writing %s again after %.1f s; %d events dropped meanwhile",
+                self.path, now - self._failing_since, self._dropped_now,
+            )  # fmt: skip
+            self._failing_since, self._dropped_now = None, 0
+        self.count += len(events)
         return True
 
+    def _drop(self, n: int) -> None:
+        self.dropped += n
+        self._dropped_now += n
+
     def close(self) -> None:
-        if self._own:
-            self._f.close()
+        if self._file is not None:
+            self._file.close()
 
 
 def draw_overlay(
