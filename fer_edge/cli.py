@@ -18,11 +18,13 @@ def build_parser() -> OneLineParser:
     from fer_edge.edge.cli import add_subcommands as add_edge_commands
     from fer_edge.evaluate import add_eval_parser
     from fer_edge.modelcard import add_card_parser
+    from fer_edge.train.calibrate import add_calibrate_parser
     from fer_edge.train.cli import add_data_parser, add_finetune_parser, add_train_parser
 
     add_data_parser(sub)
     add_train_parser(sub)
     add_finetune_parser(sub)
+    add_calibrate_parser(sub)
     add_eval_parser(sub)
     add_card_parser(sub)
     add_convert_parser(sub)

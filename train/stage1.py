@@ -17,14 +17,9 @@ from pathlib import Path
 import numpy as np
 from fer_edge.edge.contract import Contract, write_contract
 from fer_edge.edge.fileio import atomic_write_text
+from fer_edge.evaluation.data import load_fer2013, stratified_subset
 from fer_edge.train.config import Stage1Config, dump
-from fer_edge.train.data import load_fer2013
-from fer_edge.train.datasets import (
-    balanced_class_weights,
-    make_dataset,
-    sample_class_weights,
-    stratified_subset,
-)
+from fer_edge.train.datasets import balanced_class_weights, make_dataset, sample_class_weights
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +121,7 @@ def teacher_targets(
 
     from fer_edge.edge.contract import read_contract
     from fer_edge.edge.errors import ConfigError
-    from fer_edge.train.data import cache_dir
+    from fer_edge.evaluation.data import cache_dir
     from fer_edge.train.model import load_keras
 
     path = Path(teacher)
@@ -155,6 +150,13 @@ def teacher_targets(
     return probs, info
 
 
+def holdout_mask(targets: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """The training faces held out for early stopping (and calibration): stratified by top vote."""
+    hold = np.zeros(len(targets), bool)
+    hold[stratified_subset(targets.argmax(1), int(share * len(targets)), seed)] = True
+    return hold
+
+
 def ensemble_targets(
     teachers: str, data, idx: np.ndarray, labels: tuple[str, ...]
 ) -> tuple[np.ndarray, dict | list]:
@@ -180,8 +182,8 @@ def run_stage1(cfg: Stage1Config) -> dict:
     import keras
     import tensorflow as tf
     from fer_edge.edge.errors import ConfigError
-    from fer_edge.edge.metrics import classification_report
-    from fer_edge.train.ferplus import load_votes, split_targets
+    from fer_edge.evaluation.ferplus import load_votes, split_targets
+    from fer_edge.evaluation.metrics import classification_report
     from fer_edge.train.model import TTA_VIEWS, build_model, inference_model, resolve_classes
 
     if cfg.tta not in TTA_VIEWS:
@@ -204,8 +206,7 @@ def run_stage1(cfg: Stage1Config) -> dict:
         # A stratified share of the training faces validates (early stopping), so PublicTest
         # and PrivateTest stay tests that no choice was made on.
         val_rule = f"train holdout ({cfg.labels}, top vote)"
-        hold = np.zeros(len(t_tr), bool)
-        hold[stratified_subset(t_tr.argmax(1), int(cfg.holdout * len(t_tr)), cfg.seed)] = True
+        hold = holdout_mask(t_tr, cfg.holdout, cfg.seed)
         x_va, t_va = x_tr[hold], np.eye(k, dtype=np.float32)[t_tr[hold].argmax(1)]
         x_tr, t_tr, idx_tr = x_tr[~hold], t_tr[~hold], idx_tr[~hold]
     elif cfg.validation == "public":
