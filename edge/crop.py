@@ -42,7 +42,9 @@ def crop_face(image: np.ndarray, box: tuple[int, int, int, int], contract: Contr
     # Cut first and convert only the face to grey: at 720p that is 50x less colour conversion.
     top, left = max(0, -y0), max(0, -x0)
     bottom, right = max(0, y0 + side - h), max(0, x0 + side - w)
-    patch = image[max(0, y0) : min(h, y0 + side), max(0, x0) : min(w, x0 + side)]
+    # max(0, ...) on the ends too: a square wholly above or left of the frame has a negative
+    # end, which a slice would count from the far edge instead of finding it empty.
+    patch = image[max(0, y0) : max(0, min(h, y0 + side)), max(0, x0) : max(0, min(w, x0 + side))]
     if patch.size == 0:
         raise ValueError(f"face box {box} lies outside the {w}x{h} frame")
     if top or bottom or left or right:
