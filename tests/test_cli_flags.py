@@ -94,25 +94,52 @@ def test_both_spellings_run(video, int8_model, tmp_path):
     assert counts["--max_frames"] == set(range(10))
 
 
-def test_runtime_defaults_come_from_one_config():
+# The runtime's defaults as the README states them, written out: comparing the flags with
+# DEFAULTS itself would pass whatever DEFAULTS said.
+RUNTIME_DEFAULTS = {
+    "model": "",
+    "tta": False,
+    "source": "0",
+    "threads": 1,
+    "detector": "yunet",
+    "yunet_model": "",
+    "detect_width": 320,
+    "detect_resize": "linear",
+    "detect_every": 2,
+    "full_detect_every": 10,
+    "adaptive_width": False,
+    "max_faces": 16,
+    "cv_threads": 1,
+    "decode_threads": 1,
+    "classify_every": 2,
+    "smoothing": True,
+}
+
+
+def test_runtime_defaults_are_the_documented_values():
     from fer_edge.benchmarks.throughput import standard_configs
     from fer_edge.edge.config import DEFAULTS
     from fer_edge.edge.pipeline import PipelineConfig
 
+    assert {k: getattr(DEFAULTS, k) for k in RUNTIME_DEFAULTS} == RUNTIME_DEFAULTS
     run = edge_parser().parse_args(["run"])
-    for name in ("threads", "detector", "detect_width", "detect_every", "classify_every"):
-        assert getattr(run, name) == getattr(DEFAULTS, name), name
-    assert (run.model, run.yunet_model, run.source) == (DEFAULTS.model, "", DEFAULTS.source)
+    shown = {k: getattr(run, k) for k in RUNTIME_DEFAULTS if hasattr(run, k)}
+    assert shown == {k: RUNTIME_DEFAULTS[k] for k in shown}
+    assert len(shown) == len(RUNTIME_DEFAULTS) - 1  # every one but smoothing, which is:
+    assert run.no_smoothing is False
     pipe = PipelineConfig()
-    assert (pipe.detect_every, pipe.classify_every, pipe.smoothing) == (
-        DEFAULTS.detect_every,
-        DEFAULTS.classify_every,
-        DEFAULTS.smoothing,
+    assert (pipe.detect_every, pipe.full_detect_every, pipe.classify_every, pipe.max_faces) == (
+        2,
+        10,
+        2,
+        16,
     )
+    assert (pipe.smoothing, pipe.smoothing_alpha, pipe.alpha_per_frame) == (True, 0.4, True)
+    assert (pipe.min_face, pipe.roi_size, pipe.adaptive_width) == (24, 96, False)
     bench = standard_configs("m.tflite", "f.tflite")[0]["default"]
     assert (bench.detect_width, bench.detect_every, bench.classify_every, bench.threads) == (
-        DEFAULTS.detect_width,
-        DEFAULTS.detect_every,
-        DEFAULTS.classify_every,
-        DEFAULTS.threads,
+        320,
+        2,
+        2,
+        1,
     )
