@@ -118,7 +118,17 @@ def test_bench_latency_mode_on_a_live_stand_in_camera(int8_model, video, tmp_pat
         # a clock mix-up (monotonic vs epoch, or producer vs reader) would be far off
         assert 0 < age["p50_ms"] <= age["p90_ms"] <= age["p99_ms"] < 10_000
         assert run["wait"]["p50_ms"] < age["p50_ms"]  # age = wait + work
-        assert run["dropped_by_reader"] >= 0 and 0 <= run["dropped_fraction"] < 1
+        # Every frame offered in the timed window is counted once: processed, dropped by the
+        # latest-frame reader, or not delivered; the fraction lost is the last two over all.
+        offered = run["seconds"] * run["fps_offered"]  # seconds are rounded to 0.01
+        accounted = run["frames"] + run["dropped_by_reader"] + run["not_delivered"]
+        assert run["dropped_by_reader"] >= 0 and run["not_delivered"] >= 0
+        assert accounted >= offered - 1
+        if run["not_delivered"]:
+            assert abs(accounted - offered) <= 1
+        lost = max(0.0, offered - run["frames"]) / offered
+        assert abs(run["dropped_fraction"] - lost) <= 1.5 / offered
+        assert abs(run["fps"] - run["frames"] / run["seconds"]) <= 0.01 * run["fps"]
         assert run["face_fraction"] > 0.9
     md = (folder / "latency.md").read_text()
     assert "| default@30 |" in md and "age p99" in md
