@@ -2,7 +2,8 @@
 
 Topics, with PREFIX = --mqtt-topic (default fer-edge/<hostname>); schemas in the README:
   PREFIX/status    "online" / "offline", retained; "offline" is also the last will
-  PREFIX/state     one JSON object per track whenever its smoothed label changes
+  PREFIX/state     one JSON object per track when its label changes and the new one has held
+                   for --mqtt-min-dwell seconds of stream time (mqtt_state.LabelDwell)
   PREFIX/summary   JSON every --mqtt-summary-every seconds, retained
   <discovery>/sensor/<node>/<key>/config   Home Assistant discovery, retained (mqtt_config.py)
 
@@ -22,6 +23,7 @@ from collections import deque
 
 from fer_edge.edge.errors import ConfigError
 from fer_edge.edge.mqtt_config import MqttSettings, discovery_messages
+from fer_edge.edge.mqtt_state import LabelDwell, ShareWindow
 from fer_edge.edge.sinks import face_event
 from fer_edge.edge.types import FrameResult
 
@@ -40,26 +42,6 @@ def _paho():
     return mqtt
 
 
-class ShareWindow:
-    """Share of each label among the faces seen over the last `seconds` (by face-frames)."""
-
-    def __init__(self, n_labels: int, seconds: float):
-        self.seconds = seconds
-        self.counts = [0] * n_labels
-        self._seen: deque[tuple[float, int]] = deque()
-
-    def add(self, now: float, label_indices: list[int]) -> None:
-        for k in label_indices:
-            self._seen.append((now, k))
-            self.counts[k] += 1
-        while self._seen and self._seen[0][0] < now - self.seconds:
-            self.counts[self._seen.popleft()[1]] -= 1
-
-    def shares(self) -> list[float]:
-        total = sum(self.counts)
-        return [c / total if total else 0.0 for c in self.counts]
-
-
 class MqttSink:
     """Publishes a run's results; a context manager. `write(result)` is cheap and never blocks."""
 
@@ -74,13 +56,13 @@ class MqttSink:
         self.dropped = 0
         self._outbox: deque[tuple[str, bytes, bool]] = deque()
         self._cond = threading.Condition()
-        self._online = self._stopping = False
+        self._online = self._stopping = self._closed = False
         self._hello = False  # (re)publish status and discovery on the next connection
         self._outage_since: float | None = time.monotonic()
         self._outage_logged = False
         self._was_connected = False
         self._dropped_at_outage = 0
-        self._last_label: dict[int, str] = {}
+        self._dwell = LabelDwell(s.min_dwell)
         self._window = ShareWindow(len(labels), s.window)
         self._frames_since = 0
         self._summary_at = 0.0  # the first frame publishes a summary, then every summary_every
@@ -118,15 +100,14 @@ class MqttSink:
         now = time.monotonic()
         indices = [face.label_index() for face in result.faces]
         for face, k in zip(result.faces, indices):
-            previous = self._last_label.get(face.track)
-            if previous != self.labels[k]:
-                self._last_label[face.track] = self.labels[k]
+            previous = self._dwell.published.get(face.track)
+            since = self._dwell.update(face.track, self.labels[k], result.frame.t)
+            if since is not None:
                 event = face_event(result, face, self.labels)
-                event.update(previous=previous, time=round(time.time(), 3))
+                event.update(previous=previous, since=round(since, 4), time=round(time.time(), 3))
                 self._queue(self.state_topic, event, retain=False)
-        if len(self._last_label) > 256:  # tracks that left long ago
-            live = {f.track for f in result.faces}
-            self._last_label = {t: lb for t, lb in self._last_label.items() if t in live}
+        if len(self._dwell) > 256:  # tracks that left long ago
+            self._dwell.forget({f.track for f in result.faces})
         self._window.add(now, indices)
         self._frames_since += 1
         self._last_result = result
@@ -272,7 +253,10 @@ class MqttSink:
 
     def close(self, flush_seconds: float = 3.0) -> None:
         """A last summary; what is queued is sent (while connected, for at most `flush_seconds`);
-        then "offline"."""
+        then "offline". Closing again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         if self._last_result is not None and self._frames_since:
             elapsed = max(1e-6, time.monotonic() - self._last_summary_mono)
             fps = self._frames_since / elapsed

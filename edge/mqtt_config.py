@@ -38,6 +38,7 @@ class MqttSettings:
     window: float = 60.0  # seconds the summary's shares cover
     max_rate: float = 20.0  # messages per second at most (0 = unlimited)
     queue: int = 1000  # messages held while the broker is away; the oldest go beyond it
+    min_dwell: float = 0.5  # seconds a new label must hold before PREFIX/state has it
     client_id: str = ""  # MQTT client id
 
     @property
@@ -109,6 +110,7 @@ class MqttSettings:
             window=args.mqtt_window,
             max_rate=args.mqtt_max_rate,
             queue=args.mqtt_queue,
+            min_dwell=args.mqtt_min_dwell,
             client_id=args.mqtt_client_id
             or f"fer-edge-{socket.gethostname()}-{secrets.token_hex(3)}",
         )
