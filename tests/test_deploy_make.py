@@ -1,8 +1,9 @@
 """The deploy commands as a user types them, from the project root (issues #10 and #11).
 
-`make -n` shows what each README command would run: the venv's Python, the Pi's own SOURCE
-default (picamera) unless the user gives one, MQTT and dashboard flags only when set. Staging
-is real: the unit and the 0600 secret file are the ones deploy would copy.
+`make -n` shows what each command the README and docs/raspberry-pi.md print would run: the
+venv's Python, the Pi's own SOURCE default (picamera) unless the user gives one, MQTT and
+dashboard flags only when set. Staging is real: the unit and the 0600 secret file are the ones
+deploy would copy.
 """
 
 from __future__ import annotations
@@ -71,11 +72,13 @@ def test_make_n_deploy_uses_the_venv_and_the_pi_camera():
 
 
 def readme_make_commands() -> list[str]:
-    """Every `make <deploy command>` line the README's Raspberry Pi section prints."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("\n## Raspberry Pi", 1)[1].split("\n## ", 1)[0]
+    """Every `make <deploy command>` line that docs/raspberry-pi.md and the README's "A Raspberry
+    Pi" section print."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n### A Raspberry Pi\n", 1)[1].split("\n#", 1)[0]
+    text = section + (ROOT / "docs" / "raspberry-pi.md").read_text()
     lines = []
-    for block in re.findall(r"```bash\n(.*?)```", section, re.S):
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         for line in block.splitlines():
             command = line.split("  #")[0].strip()
             if command.startswith("make ") and command.split()[1] in README_COMMANDS:
