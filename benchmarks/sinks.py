@@ -85,12 +85,12 @@ def watch(port: int, stop: threading.Event) -> None:
 
 def commit_of(repo: Path) -> str | None:
     """The checkout's commit, with "+changes" when its code differs from it (results, model
-    cards and the README, which `make figures` rewrites as it goes, aside)."""
+    cards, the README and docs/, which `make figures` rewrites as it goes, aside)."""
     git = ["git", "-C", str(repo)]
     head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     if head.returncode != 0:
         return None
-    outputs = [":!benchmarks/results", ":!models/*.card.json", ":!README.md"]
+    outputs = [":!benchmarks/results", ":!models/*.card.json", ":!README.md", ":!docs"]
     diff = [*git, "diff", "--quiet", "HEAD", "--", ".", *outputs]
     dirty = subprocess.run(diff, capture_output=True).returncode
     return head.stdout.strip() + ("+changes" if dirty else "")
