@@ -93,3 +93,26 @@ def reference_report(y_true, y_pred, k: int) -> dict:
         "per_class": per_class,
         "confusion": confusion,
     }
+
+
+def assert_report_matches_confusion(report: dict) -> None:
+    """A metrics report (`fer-edge eval --json`, a training report) whose every figure follows
+    from its own confusion matrix (rows = truth): n, accuracy, per-class P/R/F1/n, macro-F1."""
+    confusion = np.asarray(report["confusion"])
+    k = len(confusion)
+    assert confusion.shape == (k, k) and confusion.min() >= 0
+    assert report["n"] == confusion.sum() > 0
+    # the confusion expanded back into (truth, prediction) pairs, then counted afresh
+    pairs = [(t, p) for t in range(k) for p in range(k) for _ in range(confusion[t, p])]
+    ref = reference_report([t for t, _ in pairs], [p for _, p in pairs], k)
+    assert abs(report["accuracy"] - ref["accuracy"]) < 1e-9
+    assert abs(report["macro_f1"] - ref["macro_f1"]) < 1e-9
+    per_class = report["per_class"]
+    names = report.get("labels") or list(per_class)
+    assert len(names) == k
+    for name, (precision, recall, f1, n) in zip(names, ref["per_class"]):
+        got = per_class[name]
+        assert got["n"] == n, name
+        assert abs(got["precision"] - precision) < 1e-9, name
+        assert abs(got["recall"] - recall) < 1e-9, name
+        assert abs(got["f1"] - f1) < 1e-9, name

@@ -8,6 +8,7 @@ import json
 import pytest
 from conftest import MODELS, need, run_cli
 from fer_edge.edge.contract import DEFAULT_LABELS, SEVEN_LABELS, read_contract
+from reference import assert_report_matches_confusion
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +38,12 @@ def test_eval_json_has_the_documented_keys(reports):
     r = reports["int8", "private", "fer2013"]
     assert {"accuracy", "macro_f1", "per_class", "confusion", "n"} <= set(r)
     assert r["n"] == 3006 and reports["int8", "public", "ferplus-majority"]["n"] == 3268
+    for report in reports.values():  # every figure follows from the report's own confusion
+        assert_report_matches_confusion(report)
+        assert list(report["per_class"]) == list(DEFAULT_LABELS)
+    # PrivateTest's five classes as FER2013 labels them (rows = truth): fixed by the data
+    rows = [sum(row) for row in r["confusion"]]
+    assert rows == [r["per_class"][c]["n"] for c in DEFAULT_LABELS] and sum(rows) == 3006
 
 
 def test_default_model_is_one_view_and_holds_its_floors(reports, int8_model):
@@ -67,4 +74,5 @@ def test_seven_class_model(archive, tmp_path):
     assert read_contract(model).labels == SEVEN_LABELS
     r = evaluate(model, archive, tmp_path)
     assert r["n"] == 3589 and len(r["confusion"]) == 7
+    assert_report_matches_confusion(r)
     assert r["accuracy"] >= 0.64  # 65.1% at commit time (mini-Xception: 65.9%)

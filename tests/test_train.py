@@ -11,6 +11,7 @@ import pytest
 from conftest import one_line_error, run_cli
 from fer_edge.edge.contract import read_contract
 from fer_edge.edge.sources import open_source
+from reference import assert_report_matches_confusion
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +32,7 @@ def test_one_epoch_smoke_training_saves_a_model_that_loads_and_predicts(smoke_tr
         r = report["splits"][split]
         assert {"accuracy", "macro_f1", "per_class", "confusion", "n"} <= set(r)
         assert np.array(r["confusion"]).shape == (5, 5) and np.sum(r["confusion"]) == r["n"]
+        assert_report_matches_confusion(r)  # accuracy, F1s and counts follow from it
     model = load_keras(out / "smoke.keras")
     x = np.random.default_rng(0).integers(0, 255, (3, 48, 48, 1)).astype(np.float32)
     probs = model.predict(x, verbose=0)
