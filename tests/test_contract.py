@@ -14,6 +14,7 @@ from fer_edge.edge.detectors import YuNetDetector
 from fer_edge.edge.errors import ModelError
 from fer_edge.edge.pipeline import Pipeline, PipelineConfig
 from fer_edge.edge.sources import open_source
+from reference import reference_crop, reference_gray
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,13 @@ def test_training_and_runtime_feed_identical_tensors(personal_photo, model_fixtu
     with open_source(str(photo)) as src:
         frame = next(iter(src.frames()))
     box = max(detector.detect(frame), key=lambda b: b.area)
-    fed = clf.quantize_input(crop_face(frame.image, box.as_tuple(), clf.contract))
+    crop = crop_face(frame.image, box.as_tuple(), clf.contract)
+    fed = clf.quantize_input(crop)
+    # Both sides call crop_face, so they also agree when it is wrong: hold the crop to the
+    # rule written out independently (square, margin, edge pixels, area resize, BT.601 grey).
+    c = clf.contract
+    expected = reference_crop(reference_gray(frame.image), box.as_tuple(), c.input_size, c.margin)
+    assert np.abs(crop - expected).max() <= 1.0
     # The int8 model is fed the training tensor quantised with the model's own input scale:
     # compare in the model's input dtype, exactly.
     np.testing.assert_array_equal(fed, clf.quantize_input(train_batch[0, :, :, 0]))
@@ -104,11 +111,25 @@ def test_contract_round_trip_and_mismatch_is_refused(int8_model, tmp_path):
 
 
 def test_crop_rule_squares_adds_margin_and_pads_at_the_border():
-    img = np.arange(100 * 200, dtype=np.uint32).reshape(100, 200).astype(np.uint8)
+    # Noise, so a crop one pixel off differs by far more than rounding.
+    img = np.random.default_rng(7).integers(0, 256, (100, 200), dtype=np.uint8)
     assert square_box((50, 20, 40, 60), 0.1) == (34, 14, 72)  # centre (70, 50), side 60 * 1.2
     c = Contract(input_size=48, margin=0.1)
     crop = crop_face(img, (0, 0, 60, 60), c)  # runs off the top-left corner
     assert crop.shape == (48, 48) and crop.dtype == np.uint8
+    # square (-6, -6, 72): rows and columns -6..-1 repeat row/column 0, then 72 -> 48 by area
+    rows = np.clip(np.arange(-6, 66), 0, None)
+    square = img[np.ix_(rows, rows)].astype(np.float64)
+    # 72 -> 48 is 1.5 source pixels per output pixel: weights 1, 0.5 then 0.5, 1 (over 1.5)
+    w = np.zeros((48, 72))
+    for i in range(24):
+        w[2 * i, 3 * i : 3 * i + 2] = (1 / 1.5, 0.5 / 1.5)
+        w[2 * i + 1, 3 * i + 1 : 3 * i + 3] = (0.5 / 1.5, 1 / 1.5)
+    np.testing.assert_allclose(crop, w @ square @ w.T, atol=1.0)
+    # the bottom-right corner: square (172, 72, 72) runs 44 px past the right, 44 past the bottom
+    crop = crop_face(img, (178, 78, 60, 60), c)
+    np.testing.assert_allclose(crop, reference_crop(img, (178, 78, 60, 60), 48, 0.1), atol=1.0)
+    assert square_box((178, 78, 60, 60), 0.1) == (172, 72, 72)
     bgr = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     np.testing.assert_array_equal(
         crop_face(bgr, (50, 20, 40, 60), c), crop_face(img, (50, 20, 40, 60), c)
