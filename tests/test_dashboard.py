@@ -199,3 +199,55 @@ def test_browser_shows_live_video_and_timeline_and_token_is_enforced(video, int8
         from fer_edge.edge.contract import atomic_write_bytes
 
         atomic_write_bytes(target, png.tobytes())
+
+
+@pytest.fixture
+def dashboard():
+    """A token-protected dashboard in this process, on an ephemeral loopback port."""
+    from fer_edge.edge.dashboard import Dashboard, DashboardSettings
+
+    settings = DashboardSettings(port=0, host="127.0.0.1", token=TOKEN)
+    with Dashboard(settings, ("neutral", "happy"), {"model": "m.tflite"}) as dash:
+        yield f"http://127.0.0.1:{dash.port}"
+
+
+@pytest.mark.parametrize("path", ["/", "/api/state", "/app.js", "/video.mjpg", "/events"])
+def test_token_dashboard_answers_401_without_and_403_with_a_wrong_token(dashboard, path):
+    status, body, headers = get(dashboard + path)
+    assert status == 401 and headers["WWW-Authenticate"] == 'Bearer realm="fer-edge"'
+    assert body == b"a token is required\n"
+    for wrong in ({"Authorization": "Bearer " + TOKEN[:-1] + "X"},
+                  {"Cookie": "fer_edge_token=" + TOKEN.upper()}):  # fmt: skip
+        status, body, headers = get(dashboard + path, wrong)
+        assert status == 403 and body == b"wrong token\n" and "WWW-Authenticate" not in headers
+    status, _, _ = get(f"{dashboard}{path}?token={TOKEN}x")
+    assert status == 403
+
+
+def test_token_dashboard_serves_the_right_token_from_header_query_or_cookie(dashboard):
+    status, body, headers = get(dashboard + "/api/state", {"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert json.loads(body)["labels"] == ["neutral", "happy"]
+    # opening /?token= sets the cookie and sends the browser to / without the token
+    status, _, headers = get(f"{dashboard}/?token={TOKEN}")
+    assert status == 303 and headers["Location"] == "/"
+    assert headers["Set-Cookie"].startswith(f"fer_edge_token={TOKEN};")
+    assert "HttpOnly" in headers["Set-Cookie"]
+    status, body, _ = get(dashboard + "/", {"Cookie": f"fer_edge_token={TOKEN}"})
+    assert status == 200 and b"<html" in body.lower()
+    status, _, _ = get(f"{dashboard}/api/state?token={TOKEN}")
+    assert status == 200
+    status, _, _ = get(dashboard + "/nope", {"Authorization": f"Bearer {TOKEN}"})
+    assert status == 404
+
+
+def test_dashboard_without_token_serves_only_loopback_host_names():
+    from fer_edge.edge.dashboard import Dashboard, DashboardSettings
+
+    with Dashboard(DashboardSettings(port=0), ("neutral",), {}) as dash:
+        url = f"http://127.0.0.1:{dash.port}/api/state"
+        assert get(url)[0] == 200
+        assert get(url, {"Host": f"localhost:{dash.port}"})[0] == 200
+        # a web page whose DNS name now points at 127.0.0.1 (DNS rebinding) is refused
+        status, body, _ = get(url, {"Host": f"evil.example:{dash.port}"})
+        assert status == 403 and body == b"only loopback Host names are served\n"
