@@ -10,6 +10,7 @@ import numpy as np
 from fer_edge.edge.contract import Contract, read_contract
 from fer_edge.edge.errors import ModelError
 from fer_edge.edge.interpreter import load_interpreter_class
+from fer_edge.edge.quiet import native_stderr_to_debug
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,13 @@ class Classifier:
         )
 
     def _build(self, batch: int = 1):
-        interp = self._cls(model_path=str(self.path), num_threads=self.threads)
-        if batch != 1:
-            inp = interp.get_input_details()[0]
-            interp.resize_tensor_input(inp["index"], [batch, *inp["shape"][1:]], strict=True)
-        interp.allocate_tensors()
+        # LiteRT prints "Created TensorFlow Lite XNNPACK delegate" to fd 2 when allocating
+        with native_stderr_to_debug():
+            interp = self._cls(model_path=str(self.path), num_threads=self.threads)
+            if batch != 1:
+                inp = interp.get_input_details()[0]
+                interp.resize_tensor_input(inp["index"], [batch, *inp["shape"][1:]], strict=True)
+            interp.allocate_tensors()
         return interp
 
     def _check_contract(self) -> None:

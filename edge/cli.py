@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import logging
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from fer_edge.edge.cliframe import (
 )
 from fer_edge.edge.config import DEFAULTS, RuntimeConfig, model_path
 from fer_edge.edge.errors import ConfigError, FerEdgeError
+from fer_edge.edge.quiet import debug_requested, quiet_native_logs, stdout_gone
 from fer_edge.edge.sink_options import add_sink_flags
 
 log = logging.getLogger(__name__)
@@ -148,10 +150,24 @@ def open_sinks(args, labels: tuple[str, ...], show: bool, stack: contextlib.Exit
     return [stack.enter_context(sink) for sink in sinks]
 
 
+def where_to_look(args, explicit: bool) -> str:
+    """The one line a run without a window logs: where its results can be seen."""
+    flags = ("events", "dashboard", "preview_port", "mqtt", "summary_csv", "plot")
+    given = ["--" + f.replace("_", "-") for f in flags if getattr(args, f)]
+    why = "--headless" if explicit else "no display found"
+    if given:
+        return f"{why}: no window; results go to {', '.join(given)}"
+    return (
+        f"{why}: no window, and only a summary at the end; to see results use --events - "
+        "(JSON lines), --dashboard 8080 (a web page), or --summary-csv FILE / --plot FILE.png"
+    )
+
+
 def cmd_run(args) -> int:
     from fer_edge.edge.recognizer import EmotionRecognizer
     from fer_edge.edge.sinks import display_available, draw_overlay
     from fer_edge.edge.sources import open_source
+    from fer_edge.edge.summary import RunSummary, check_output, require_matplotlib
 
     # MQTT and dashboard code is imported only when asked for; bad options fail before the model
     mqtt_settings = dash_settings = None
@@ -163,11 +179,17 @@ def cmd_run(args) -> int:
         from fer_edge.edge.dashboard import DashboardSettings
 
         dash_settings = DashboardSettings.from_args(args)
+    if args.summary_csv:
+        check_output("--summary-csv", args.summary_csv)
+    if args.plot:
+        check_output("--plot", args.plot)
+        require_matplotlib(args.plot)
     pipeline = EmotionRecognizer(config=runtime_config(args)).pipeline()
     labels = pipeline.classifier.labels
     show = not args.headless and display_available()
-    if not args.headless and not show:
-        log.info("no display found; running headless")
+    if not show:
+        log.info(where_to_look(args, explicit=args.headless))
+    summary = RunSummary(labels)
     frames = with_face = 0
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -182,7 +204,7 @@ def cmd_run(args) -> int:
                 decode_threads=args.decode_threads,
             )
         )
-        sinks = open_sinks(args, labels, show, stack)
+        sinks = [summary, *open_sinks(args, labels, show, stack)]
         if mqtt_settings:
             from fer_edge.edge.mqtt import MqttSink
 
@@ -219,6 +241,9 @@ def cmd_run(args) -> int:
                     break
         except KeyboardInterrupt:
             log.info("stopping")
+        except BrokenPipeError:  # `--events - | head`: the reader left, so the run is done
+            stdout_gone()
+            log.debug("stdout closed by its reader; stopping")
         t_last = time.perf_counter()
     first = (t_first or t_last) - t0
     log.info(
@@ -229,6 +254,14 @@ def cmd_run(args) -> int:
         frames / max(1e-9, t_last - (t_first or t_last)),
         first,
     )
+    # stdout may carry the events (`--events -`); the summary then goes beside the log
+    print("\n".join(summary.lines()), file=sys.stderr if args.events == "-" else sys.stdout)
+    if args.summary_csv:
+        summary.write_csv(args.summary_csv)
+        log.info("per-second shares of each emotion per face in %s", args.summary_csv)
+    if args.plot:
+        summary.write_plot(args.plot)
+        log.info("emotion timeline in %s", args.plot)
     return 0
 
 
@@ -270,6 +303,7 @@ def cmd_checks(args) -> int:
         rows.append(("picamera2", "available"))
     except ImportError:
         rows.append(("picamera2", "not installed (only needed for the Pi camera)"))
+    source_error = None
     if args.source:
         from fer_edge.edge.sources import open_source
 
@@ -277,10 +311,12 @@ def cmd_checks(args) -> int:
             with open_source(args.source) as src:
                 rows.append(("source", f"{args.source}: {src.name} ok"))
         except FerEdgeError as exc:
-            rows.append(("source", f"unavailable: {exc}"))
+            source_error = exc
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:>{width}}  {value}")
+    if source_error is not None:  # the source asked for is what the user came to check
+        raise source_error
     return 0
 
 
@@ -332,4 +368,5 @@ def cmd_capture(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_native_logs(debug_requested(sys.argv[1:] if argv is None else argv))
     return run_command(build_parser(), argv)

@@ -1,4 +1,5 @@
-"""Flags of the optional sinks of `run`: MQTT (edge/mqtt.py) and the dashboard (edge/dashboard.py).
+"""Flags of the optional sinks of `run`: MQTT (edge/mqtt.py), the dashboard (edge/dashboard.py)
+and the run summary's files (edge/summary.py).
 
 Only argparse lives here, so a run without --mqtt / --dashboard imports neither client nor
 server code: `cmd_run` imports those modules only when their flag is given.
@@ -140,4 +141,18 @@ def add_sink_flags(p: argparse.ArgumentParser) -> None:
         default=15.0,
         metavar="FPS",
         help="the video on the page is encoded at most this often (only while watched)",
+    )
+
+    g = p.add_argument_group("what the run saw (printed at the end: per face, its emotions)")
+    g.add_argument(
+        "--summary-csv",
+        default=None,
+        metavar="FILE",
+        help="write per second and face the share of frames in each emotion (CSV)",
+    )
+    g.add_argument(
+        "--plot",
+        default=None,
+        metavar="FILE.png",
+        help="draw the emotion timeline per face (needs matplotlib)",
     )

@@ -98,6 +98,8 @@ class EventWriter(Sink):
         try:
             self._append(text)
         except OSError as exc:
+            if self._file is None and isinstance(exc, BrokenPipeError):
+                raise  # stdout's reader left (`| head`): nobody reads events again; run stops
             if self._failing_since is None:
                 self._failing_since = now
                 log.warning(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from fer_edge.edge.cliframe import OneLineParser, command_parser, run_command
+from fer_edge.edge.quiet import debug_requested, quiet_native_logs
 
 
 def build_parser() -> OneLineParser:
@@ -38,6 +39,8 @@ def build_parser() -> OneLineParser:
     return parser
 
 
+    # before any command imports TensorFlow, LiteRT or OpenCV: they read it when they load
+    quiet_native_logs(debug_requested(sys.argv[1:] if argv is None else argv))
 def main(argv: list[str] | None = None) -> int:
     return run_command(build_parser(), argv)
 
