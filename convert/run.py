@@ -14,6 +14,7 @@ from fer_edge.convert.tflite import (
     contract_for,
     convert_variant,
     converter_versions,
+    gate_problem,
     tflite_io_details,
 )
 from fer_edge.edge.classifier import Classifier
@@ -107,13 +108,7 @@ def run_convert(cfg: ConvertConfig) -> dict:
                 "input": [contract.input_dtype, contract.input_scale, contract.input_zero_point],
             }
             summary["variants"][variant] = entry
-            problem = (
-                f"{agreement:.1%} top-1 agreement with Keras (< {cfg.min_agreement:.0%})"
-                if agreement < cfg.min_agreement
-                else f"accuracy {100 * drop:.2f} points below Keras (> {100 * cfg.max_drop:.1f})"
-                if drop > cfg.max_drop
-                else ""
-            )
+            problem = gate_problem(agreement, drop, cfg)
             if problem:
                 failures.append(f"{variant}: {problem}; nothing written")
                 log.error(failures[-1])

@@ -46,6 +46,21 @@ class ConvertConfig:
     tta: str = ""
 
 
+def gate_problem(agreement: float, drop: float, cfg: ConvertConfig) -> str:
+    """Why a converted variant may not replace the model, or "" when it may.
+
+    `agreement`: share of the check faces where the variant's top-1 is Keras'; `drop`: Keras'
+    accuracy minus the variant's (positive = the variant is worse). Both limits are inclusive;
+    the 1e-9 keeps a drop of exactly max_drop (a difference of two accuracies, 0.5 - 0.49 =
+    0.010000000000000009) from failing on float rounding.
+    """
+    if agreement < cfg.min_agreement - 1e-9:
+        return f"{agreement:.1%} top-1 agreement with Keras (< {cfg.min_agreement:.0%})"
+    if drop > cfg.max_drop + 1e-9:
+        return f"accuracy {100 * drop:.2f} points below Keras (> {100 * cfg.max_drop:.1f})"
+    return ""
+
+
 def convert_variant(
     model, variant: str, representative: np.ndarray | None, io_type: str = "int8"
 ) -> bytes:
