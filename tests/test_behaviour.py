@@ -264,3 +264,37 @@ def test_undeploy_where_nothing_was_deployed_says_so(staged_pi, tmp_path):
     proc = deploy_cli(env, "undeploy", "--pi", "pi@host", "--pi_dir", str(empty), "--purge")
     assert proc.returncode == 1 and "nothing deployed" in proc.stderr + proc.stdout
     assert empty.is_dir()  # --purge never removes a folder that holds no deploy
+
+
+# --- the conversion gate -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "keras_right, lite_right, agree, problem",
+    [
+        (500, 500, 1000, ""),
+        (500, 490, 950, ""),  # 1.00 point below, 95.0% agreement: both limits are inclusive
+        (500, 489, 950, "accuracy 1.10 points below Keras (> 1.0)"),
+        (500, 450, 960, "accuracy 5.00 points below Keras (> 1.0)"),
+        (450, 500, 960, ""),  # the converted model better than Keras: a negative drop passes
+        (500, 500, 949, "94.9% top-1 agreement with Keras (< 95%)"),
+        (500, 400, 200, "20.0% top-1 agreement with Keras (< 95%)"),  # agreement named first
+    ],
+)
+def test_conversion_gate_on_hand_made_counts(keras_right, lite_right, agree, problem):
+    from fer_edge.convert.tflite import ConvertConfig, gate_problem
+
+    cfg = ConvertConfig()  # min_agreement 0.95, max_drop 0.01 on 1,000 check faces here
+    assert (cfg.min_agreement, cfg.max_drop) == (0.95, 0.01)
+    drop = keras_right / 1000 - lite_right / 1000  # how fer-edge convert computes it
+    assert gate_problem(agree / 1000, drop, cfg) == problem
+
+
+def test_conversion_gate_uses_the_limits_it_is_given():
+    from fer_edge.convert.tflite import ConvertConfig, gate_problem
+
+    loose = ConvertConfig(min_agreement=0.9, max_drop=0.02)
+    assert gate_problem(0.91, 0.015, loose) == ""
+    assert gate_problem(0.89, 0.0, loose).startswith("89.0% top-1 agreement")
+    assert gate_problem(0.99, 0.021, loose) == "accuracy 2.10 points below Keras (> 2.0)"
+    assert gate_problem(1.0, 0.0, ConvertConfig(max_drop=-0.01)) != ""  # must beat Keras
