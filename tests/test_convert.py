@@ -49,6 +49,12 @@ def test_all_four_variants_run_and_agree_with_keras(converted, archive):
     outputs = {}
     for variant, entry in report["variants"].items():
         assert entry["agreement"] >= 0.93 and entry["accuracy_drop"] <= 0.02, (variant, entry)
+        assert read_contract(converted / entry["file"]).provenance["agreement_with_keras"] == {
+            "top1": round(entry["agreement"], 4),
+            "accuracy_drop": round(entry["accuracy_drop"], 4),
+            "faces": 1000,
+            "split": "public",
+        }
         clf = Classifier(converted / entry["file"])
         outputs[variant] = clf.predict_batch(x[:100])
         np.testing.assert_allclose(outputs[variant].sum(axis=1), 1.0, atol=0.03)
@@ -57,6 +63,30 @@ def test_all_four_variants_run_and_agree_with_keras(converted, archive):
     sizes = {v: e["bytes"] for v, e in report["variants"].items()}
     assert sizes["int8"] < sizes["float16"] < sizes["float32"]
     assert sizes["int8"] <= 0.30 * sizes["float32"]
+
+
+def test_accuracy_drop_is_keras_minus_the_variant_on_the_check_faces(
+    converted, keras_model, archive
+):
+    """The report's figures recomputed here: Keras' and the int8 model's accuracy on the same
+    1,000 stratified PublicTest faces; drop = Keras - int8 (positive = int8 is worse)."""
+    from fer_edge.train.data import load_fer2013
+    from fer_edge.train.datasets import stratified_subset
+    from fer_edge.train.model import load_keras
+
+    report = json.loads((converted / "fer_convert.report.json").read_text())
+    entry = report["variants"]["int8"]
+    contract = read_contract(keras_model)
+    x, y = load_fer2013(archive).select("public", contract.labels)
+    idx = stratified_subset(y, 1000, 1337)  # --check 1000, the default seed
+    x, y = x[idx], y[idx]
+    keras_top1 = load_keras(keras_model).predict(x[..., None].astype(np.float32), verbose=0)
+    keras_top1 = keras_top1.argmax(1)
+    int8_top1 = Classifier(converted / entry["file"]).predict_batch(x).argmax(1)
+    assert report["check_faces"] == 1000
+    assert entry["agreement"] == pytest.approx(np.mean(int8_top1 == keras_top1), abs=1e-9)
+    drop = np.mean(keras_top1 == y) - np.mean(int8_top1 == y)
+    assert entry["accuracy_drop"] == pytest.approx(drop, abs=1e-9)
 
 
 def test_int8_io_matches_its_metadata(converted):
