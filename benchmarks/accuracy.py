@@ -1,7 +1,7 @@
 """`fer-edge bench-accuracy`: every model variant on FER2013 PublicTest and PrivateTest, with
 its file size and batch-1 latency, in one table.
 
-Accuracy comes from `fer_edge.evaluate.evaluate`, so the numbers are those `fer-edge eval`
+Accuracy comes from `fer_edge.evaluation.evaluate`, so the numbers are those `fer-edge eval`
 prints. Latency is `edge.classifier.Classifier.predict` on one crop (quantise, invoke, read),
 as the runtime calls it per face. A variant that fails is recorded with its error; the others
 still run.
@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-from fer_edge.benchmarks import plots
 from fer_edge.benchmarks.report import header_lines
-from fer_edge.benchmarks.stats import summarise
-from fer_edge.benchmarks.system import machine_info, results_dir, software_info
 from fer_edge.edge.contract import atomic_write_text
 from fer_edge.edge.errors import ModelError
+from fer_edge.evaluation.figures import confusion_plot
+from fer_edge.evaluation.latency import LATENCY_WARMUP, latency
+from fer_edge.evaluation.machine import machine_info, results_dir, software_info
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +31,6 @@ VARIANT_FILES = (
     "fer_student.h5",
 )
 SPLITS = {"public": "PublicTest", "private": "PrivateTest"}
-LATENCY_WARMUP = 30  # invokes before timing: first calls allocate and pick kernels
 
 
 def find_variants(models: str | Path) -> list[Path]:
@@ -47,23 +44,6 @@ def find_variants(models: str | Path) -> list[Path]:
     return found
 
 
-def latency(model: Path, threads: int, runs: int, warmup: int = LATENCY_WARMUP) -> dict:
-    """Batch-1 `Classifier.predict` latency (ms percentiles) on a fixed random crop."""
-    from fer_edge.edge.classifier import Classifier
-
-    clf = Classifier(model, threads=threads)
-    size = clf.contract.input_size
-    crop = np.random.default_rng(0).integers(0, 256, (size, size), dtype=np.uint8)
-    for _ in range(warmup):
-        clf.predict(crop)
-    seconds = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        clf.predict(crop)
-        seconds.append(time.perf_counter() - t0)
-    return summarise(seconds)
-
-
 def _attempt(entry: dict, key: str, fn) -> None:
     """entry[key] = fn(), or the error under entry['errors'][key]: one failure loses one cell."""
     try:
@@ -74,7 +54,7 @@ def _attempt(entry: dict, key: str, fn) -> None:
 
 
 def bench_variant(model: Path, data: str, threads: tuple[int, ...], runs: int) -> dict:
-    from fer_edge.evaluate import evaluate
+    from fer_edge.evaluation.evaluate import evaluate
 
     entry: dict = {"file": str(model), "bytes": model.stat().st_size}
     for split in SPLITS:
@@ -91,7 +71,7 @@ def bench_variant(model: Path, data: str, threads: tuple[int, ...], runs: int) -
 def run_accuracy(
     models: str | Path, data: str = "", threads: tuple[int, ...] = (1, 2), runs: int = 300
 ) -> dict:
-    from fer_edge.train.data import load_fer2013
+    from fer_edge.evaluation.data import load_fer2013
 
     variants = find_variants(models)
     # Load once up front: a missing dataset is one clear error, and the cache is then warm.
@@ -133,16 +113,18 @@ def int8_vs_float32(variants: dict) -> dict | None:
 
 
 def accuracy_markdown(result: dict) -> str:
-    """The variant table: size, accuracy, macro-F1, per-class recall, latency; comparison footer."""
+    """The variant table: size, macro-F1 beside accuracy on each split, per-class recall,
+    latency; comparison footer."""
     variants = result["variants"]
     labels = next((v["private"]["labels"] for v in variants.values() if "private" in v), [])
     threads = result["settings"]["threads"]
     cols = [
         "variant",
         "file KiB",
-        "PublicTest acc",
-        "PrivateTest acc",
         "macro-F1 (private)",
+        "PrivateTest acc",
+        "macro-F1 (public)",
+        "PublicTest acc",
         *(f"recall {lb}" for lb in labels),
         *(f"p50 / p90 ms, {t} thread{'s' if t > 1 else ''}" for t in threads),
     ]
@@ -162,9 +144,10 @@ def accuracy_markdown(result: dict) -> str:
         cells = [
             name,
             f"{v['bytes'] / 1024:.0f}",
-            _pct(pub, "accuracy"),
+            _f1(priv),
             _pct(priv, "accuracy"),
-            f"{priv['macro_f1']:.3f}" if priv else "–",
+            _f1(pub),
+            _pct(pub, "accuracy"),
             *(_pct(priv["per_class"].get(lb) if priv else None, "recall") for lb in labels),
         ]
         for t in threads:
@@ -194,6 +177,10 @@ def _pct(d: dict | None, key: str) -> str:
     return f"{100.0 * d[key]:.1f}%" if d else "–"
 
 
+def _f1(report: dict | None) -> str:
+    return f"{report['macro_f1']:.3f}" if report else "–"
+
+
 def write_accuracy_results(result: dict, out_root: str | None) -> list[Path]:
     """accuracy.json, accuracy.md and a PrivateTest confusion PNG per variant."""
     out = results_dir(out_root, result["machine"]["slug"])
@@ -204,5 +191,6 @@ def write_accuracy_results(result: dict, out_root: str | None) -> list[Path]:
         if "private" in v:
             r = v["private"]
             title = f"{name}, PrivateTest (n={r['n']}, accuracy {r['accuracy']:.1%})"
-            written.append(plots.confusion_plot(r, title, out / f"confusion_{Path(name).stem}.png"))
+            png = out / f"confusion_{Path(name).stem}.png"
+            written.append(confusion_plot(r, f"{title}\nmacro-F1 {r['macro_f1']:.3f}", png))
     return [p for p in written if p is not None]

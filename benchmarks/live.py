@@ -28,7 +28,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from fer_edge.benchmarks.stats import summarise
+from fer_edge.evaluation.latency import summarise
 
 log = logging.getLogger(__name__)
 

@@ -1,36 +1,17 @@
 """PNG plots of benchmark results. matplotlib is optional (a Pi has only the edge extra): without
-it every function returns None and the JSON and Markdown results are still written."""
+it every function returns None and the JSON and Markdown results are still written.
+Confusion matrices and reliability diagrams are in evaluation/figures.py."""
 
 from __future__ import annotations
 
-import io
-import logging
 from pathlib import Path
 
 import numpy as np
-from fer_edge.edge.contract import atomic_write_bytes
 
-log = logging.getLogger(__name__)
-
-
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only; never open a window
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning("matplotlib not installed: no plots (pip install matplotlib)")
-        return None
-    return plt
-
-
-def _save(plt, fig, path: Path) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+# One implementation of "matplotlib if installed, PNG written atomically" (evaluation's figures,
+# the confusion matrices among them, use it too).
+from fer_edge.evaluation.figures import pyplot as _pyplot
+from fer_edge.evaluation.figures import save_png as _save
 
 
 def stage_latency_plot(samples: dict[str, list[float]], title: str, path: Path) -> Path | None:
@@ -66,35 +47,6 @@ def fps_plot(
     ax.bar_label(bars, labels=[f"{v:.1f}" for v in values], padding=3, fontsize=8)
     ax.set_xlabel("frames per second (end to end)")
     ax.set_xlim(0, max(values) * 1.15)
-    ax.set_title(title, fontsize=10)
-    return _save(plt, fig, path)
-
-
-def confusion_plot(report: dict, title: str, path: Path) -> Path | None:
-    """Row-normalised confusion matrix (rows = true class) with counts in each cell."""
-    plt = _pyplot()
-    if plt is None:
-        return None
-    counts = np.asarray(report["confusion"], dtype=np.int64)
-    labels = report["labels"]
-    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            ax.text(
-                j,
-                i,
-                f"{counts[i, j]}\n{rates[i, j]:.0%}",
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if rates[i, j] > 0.5 else "black",
-            )
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
     ax.set_title(title, fontsize=10)
     return _save(plt, fig, path)
 

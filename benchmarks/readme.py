@@ -112,7 +112,7 @@ def cards(src: Sources) -> list[dict]:
 
 
 def models_block(src: Sources) -> list[str]:
-    from fer_edge.modelcard import cards_table
+    from fer_edge.evaluation.modelcard import cards_table
 
     cs = cards(src)
     line = stamp(cs[0], "`make cards`", src, "models.md")

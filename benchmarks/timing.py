@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from fer_edge.benchmarks.stats import summarise
 from fer_edge.benchmarks.system import ProcessMeter, progress_bar
 from fer_edge.edge.types import Frame
+from fer_edge.evaluation.latency import summarise
 
 # A step does one frame's work: (seconds per stage, faces found).
 Step = Callable[[Frame], tuple[dict[str, float], int]]

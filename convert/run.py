@@ -21,8 +21,7 @@ from fer_edge.edge.classifier import Classifier
 from fer_edge.edge.contract import read_contract, write_contract
 from fer_edge.edge.errors import ConfigError, FerEdgeError
 from fer_edge.edge.fileio import atomic_write_bytes, atomic_write_text, sha256_file
-from fer_edge.train.data import load_fer2013
-from fer_edge.train.datasets import stratified_subset
+from fer_edge.evaluation.data import load_fer2013, stratified_subset
 from fer_edge.train.model import load_keras
 
 log = logging.getLogger(__name__)

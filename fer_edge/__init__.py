@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 # A source checkout used without installing it (CI's system python3 builds the emulated Pi's
 # userland with deploy/pi before `make setup` has made the venv): the subpackages are the
-# folders beside this one (edge/, train/, convert/, benchmarks/, models/), exactly as
+# folders beside this one (edge/, evaluation/, train/, convert/, benchmarks/, models/), as
 # pyproject.toml's package-dir maps them. An installed fer_edge has no pyproject.toml beside it.
 _checkout = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
 if _os.path.isfile(_os.path.join(_checkout, "pyproject.toml")) and _os.path.isfile(

@@ -17,8 +17,7 @@ def build_parser() -> OneLineParser:
     # Training and conversion parsers import no TensorFlow; their commands do, when run.
     from fer_edge.convert.cli import add_convert_parser
     from fer_edge.edge.cli import add_subcommands as add_edge_commands
-    from fer_edge.evaluate import add_eval_parser
-    from fer_edge.modelcard import add_card_parser
+    from fer_edge.evaluation.cli import add_card_parser, add_eval_parser
     from fer_edge.train.calibrate import add_calibrate_parser
     from fer_edge.train.cli import add_data_parser, add_finetune_parser, add_train_parser
 

@@ -67,7 +67,7 @@ def test_training_and_runtime_feed_identical_tensors(personal_photo, model_fixtu
 
 def test_fer_images_are_fed_unchanged(archive, int8_model):
     pytest.importorskip("tensorflow")
-    from fer_edge.train.data import load_fer2013
+    from fer_edge.evaluation.data import load_fer2013
     from fer_edge.train.datasets import make_dataset
 
     x, y = load_fer2013(archive).select("private")

@@ -41,7 +41,7 @@ def converted(keras_model, archive, tmp_path_factory):
 
 
 def test_all_four_variants_run_and_agree_with_keras(converted, archive):
-    from fer_edge.train.data import load_fer2013
+    from fer_edge.evaluation.data import load_fer2013
 
     report = json.loads((converted / "fer_convert.report.json").read_text())
     assert set(report["variants"]) == {"float32", "float16", "dynamic", "int8"}
@@ -70,8 +70,7 @@ def test_accuracy_drop_is_keras_minus_the_variant_on_the_check_faces(
 ):
     """The report's figures recomputed here: Keras' and the int8 model's accuracy on the same
     1,000 stratified PublicTest faces; drop = Keras - int8 (positive = int8 is worse)."""
-    from fer_edge.train.data import load_fer2013
-    from fer_edge.train.datasets import stratified_subset
+    from fer_edge.evaluation.data import load_fer2013, stratified_subset
     from fer_edge.train.model import load_keras
 
     report = json.loads((converted / "fer_convert.report.json").read_text())

@@ -10,7 +10,7 @@ import pytest
 from conftest import one_line_error, run_cli
 from fer_edge.edge.contract import DEFAULT_LABELS, FER2013_CLASSES
 from fer_edge.edge.errors import DataError
-from fer_edge.train.data import load_fer2013
+from fer_edge.evaluation.data import load_fer2013
 
 
 def _write_csv(data, path):

@@ -8,9 +8,8 @@ import json
 import numpy as np
 import pytest
 from conftest import one_line_error, run_cli
-from fer_edge.train.data import load_fer2013
-
-from fer_edge.degrade import LEVELS, SEVERITIES, augment_batch, degrade, degrade_set
+from fer_edge.evaluation.data import load_fer2013
+from fer_edge.evaluation.degrade import LEVELS, SEVERITIES, augment_batch, degrade, degrade_set
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import SHARED, need, one_line_error, run_cli
 from fer_edge.edge.contract import DEFAULT_LABELS, FER2013_CLASSES
-from fer_edge.train.data import load_fer2013
-from fer_edge.train.ferplus import VOTE_COLUMNS, load_votes, majority, soft, split_targets
+from fer_edge.evaluation.data import load_fer2013
+from fer_edge.evaluation.ferplus import VOTE_COLUMNS, load_votes, majority, soft, split_targets
 
 VOTES = SHARED / "datasets" / "ferplus" / "ferplus_votes.csv"
 

@@ -19,7 +19,7 @@ def add_data_parser(sub) -> None:
 
 def cmd_data(args) -> int:
     from fer_edge.edge.contract import FER2013_CLASSES
-    from fer_edge.train.data import SPLITS, cache_dir, load_fer2013
+    from fer_edge.evaluation.data import SPLITS, cache_dir, load_fer2013
 
     data = load_fer2013(args.data or None)
     print(f"{data.source}  sha256 {data.sha256}  cache {cache_dir()}")
@@ -48,7 +48,7 @@ def add_finetune_parser(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from fer_edge.edge.metrics import format_report
+    from fer_edge.evaluation.metrics import format_report
     from fer_edge.train.stage1 import run_stage1
 
     cfg = build_dataclass(Stage1Config, args)
@@ -60,7 +60,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_finetune(args) -> int:
-    from fer_edge.edge.metrics import format_report
+    from fer_edge.evaluation.metrics import format_report
     from fer_edge.train.stage2 import run_stage2
 
     cfg = build_dataclass(Stage2Config, args)

@@ -44,7 +44,7 @@ class Stage1Config:
     teacher: str = ""
     teacher_weight: float = 0.5  # target = (1 - w) * labels + w * teacher
     # Capture degradations (blur, noise, JPEG, low light, gamma, low resolution, occlusion,
-    # box jitter; fer_edge/degrade.py) applied to this share of training faces; 0 = off.
+    # box jitter; evaluation/degrade.py) applied to this share of training faces; 0 = off.
     robust_augment: float = 0.0
     out: str = "models"  # output folder for the model, its contract, config and report
     name: str = "fer_mnv2"  # file stem: <out>/<name>.keras, .h5, .report.json, ...

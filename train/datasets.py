@@ -38,7 +38,7 @@ def make_dataset(
     """Raw uint8 (N, S, S) images -> batches of float32 (B, S, S, 1) 0..255 and targets.
 
     `y` is class indices (N,) or target distributions (N, K). `robust` > 0 adds capture
-    degradations (fer_edge/degrade.py) to that share of the training faces.
+    degradations (evaluation/degrade.py) to that share of the training faces.
     """
     x = x[..., None] if x.ndim == 3 else x
     onehot = np.eye(n_classes, dtype=np.float32)[y] if y.ndim == 1 else y.astype(np.float32)
@@ -62,7 +62,7 @@ def make_dataset(
 
         ds = ds.map(do_aug, num_parallel_calls=tf.data.AUTOTUNE)
     if training and robust > 0:
-        from fer_edge.degrade import augment_batch
+        from fer_edge.evaluation.degrade import augment_batch
 
         rng = np.random.default_rng(seed + 99)
 
@@ -86,14 +86,3 @@ def balanced_class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
 def sample_class_weights(y: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Per-sample weight: the class weight, averaged over a soft target's distribution."""
     return y @ weights if y.ndim == 2 else weights[y]
-
-
-def stratified_subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Indices of about n items with each class in its original proportion."""
-    rng = np.random.default_rng(seed)
-    picks = []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        take = max(1, int(round(n * len(idx) / len(y))))
-        picks.append(rng.choice(idx, size=min(take, len(idx)), replace=False))
-    return np.sort(np.concatenate(picks))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
+from fer_edge.evaluation.predict import load_keras  # noqa: F401  (one loader for eval and training)
 from fer_edge.train.config import ModelConfig
 from keras import layers, ops
 
@@ -20,20 +21,6 @@ SHARED_WEIGHTS = (
     / "weights"
     / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
 )
-
-
-def load_keras(path: str | Path) -> keras.Model:
-    """A saved fer-edge Keras model (.keras or .h5), or a one-line ModelError."""
-    from fer_edge.edge.errors import ModelError
-
-    p = Path(path)
-    if not p.is_file():
-        raise ModelError(f"{p}: Keras model not found; train one with `make train`")
-    try:
-        return keras.saving.load_model(p, compile=False)
-    except Exception as exc:  # Keras raises many types for a bad file
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ModelError(f"{p}: not a loadable Keras model ({first})") from None
 
 
 def trained_net(model: keras.Model) -> keras.Model:

@@ -18,8 +18,8 @@ from fer_edge.edge.contract import read_contract
 from fer_edge.edge.detectors import make_detector
 from fer_edge.edge.errors import ConfigError
 from fer_edge.edge.fileio import atomic_write_text
+from fer_edge.evaluation.data import load_fer2013
 from fer_edge.train.config import Stage2Config
-from fer_edge.train.data import load_fer2013
 from fer_edge.train.datasets import make_dataset
 from fer_edge.train.personal import holdout_split, load_personal
 
@@ -42,7 +42,7 @@ def set_trainable_top(net, n: int) -> int:
 
 def run_stage2(cfg: Stage2Config) -> dict:
     import keras
-    from fer_edge.edge.metrics import classification_report
+    from fer_edge.evaluation.metrics import classification_report
     from fer_edge.train.model import inference_model, load_keras, trained_net
     from fer_edge.train.stage1 import cosine_with_warmup, predict_probs, save_run
 

@@ -1,7 +1,7 @@
 """`fer-edge eval MODEL --degrade capture`: accuracy under each capture degradation at three
 severities, beside clean accuracy, on the same faces.
 
-The suite (fer_edge/degrade.py) models what sits between a face and the model on a cheap
+The suite (evaluation/degrade.py) models what sits between a face and the model on a cheap
 camera: defocus and motion blur, sensor noise, JPEG compression, low light and over-exposure,
 low resolution (a far face), occlusion (hand, glasses, mask) and a detector box that is off.
 Each degradation is seeded, so a model is always judged on the same degraded images.
@@ -10,8 +10,7 @@ Each degradation is seeded, so a model is always judged on the same degraded ima
 from __future__ import annotations
 
 import numpy as np
-
-from fer_edge.degrade import SEVERITIES, SUITES, degrade_set
+from fer_edge.evaluation.degrade import SEVERITIES, SUITES, degrade_set
 
 
 def robustness(
