@@ -33,7 +33,7 @@ class Stage1Config:
     data: str = ""  # FER2013 archive.zip / folder / csv ("" = $DATA, then ../shared's archive)
     # Training targets: fer2013 (folder labels, noisy), ferplus-majority (FER+ crowd majority)
     # or ferplus-soft (FER+ vote distribution; the FER+ paper's best). With --validation public,
-    # FER+ modes validate on PublicTest's FER+ majority. Rules: train/ferplus.py.
+    # FER+ modes validate on PublicTest's FER+ majority. Rules: evaluation/ferplus.py.
     labels: str = "fer2013"
     # ferplus-fer2013 only: how many extra votes FER2013's folder label adds to the crowd's ten
     fer2013_votes: float = 5.0
