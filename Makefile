@@ -43,7 +43,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: help setup setup-edge data train train-teacher train-seven finetune eval convert \
         convert-extra cards bench bench-accuracy figures readme run checks \
-        capture test test-fast lint models clean
+        capture test test-fast lint typecheck mutation models clean
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -133,14 +133,30 @@ checks: $(STAMP) ## print interpreter, model, detector and camera found
 capture: $(STAMP) ## photograph LABEL=happy into PERSONAL=dir for stage 2
 	$(FER) capture --label "$(LABEL)" --out "$(PERSONAL)" --source "$(SOURCE)" $(ARGS)
 
-test: $(STAMP) ## the test suite (what CI runs)
+test: lint typecheck ## the test suite (what CI runs): ruff, mypy, then every test
 	$(BIN)/python -m pytest -q $(ARGS)
 
-test-fast: $(STAMP) ## tests without the slow ones
+test-fast: lint ## ruff, then the tests not marked slow (no training, no emulated Pi, no browser; < 3 min)
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
+
+# where `make typecheck` links the folders into the installed layout (fer_edge/edge, ...)
+TYPECHECK_DIR ?= /tmp/fer-edge-typecheck
+typecheck: $(STAMP) ## mypy over the runtime as installed (fer_edge.edge); config in pyproject.toml
+	@rm -rf $(TYPECHECK_DIR) && mkdir -p $(TYPECHECK_DIR)/fer_edge
+	@for f in fer_edge/*.py; do ln -s $(CURDIR)/$$f $(TYPECHECK_DIR)/fer_edge/; done
+	@for d in edge evaluation train convert benchmarks models; do \
+	    [ -e $$d ] && ln -s $(CURDIR)/$$d $(TYPECHECK_DIR)/fer_edge/$$d; done; true
+	cd $(TYPECHECK_DIR) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
+	    --python-executable $(CURDIR)/$(BIN)/python -p fer_edge.edge
+
+# modules `make mutation` mutates (repository paths, comma-separated; empty = the default list
+# in benchmarks/mutation.py: the runtime's stages, the conversion gate, FER+ rules, deploy)
+MUTATE   ?=
+mutation: $(STAMP) ## mutmut 3 over MUTATE with the fast tests -> benchmarks/results/mutation/ (hours)
+	$(BIN)/python -m fer_edge.benchmarks.mutation run $(if $(MUTATE),--modules $(MUTATE)) $(ARGS)
 
 models: ## put the YuNet face detector in models/ (from YUNET_SRC or the OpenCV Zoo), sha256-checked
 	@mkdir -p $(MODELS)
