@@ -191,3 +191,22 @@ def test_every_old_section_is_reachable_from_the_readme(old):
         targets = LINK.findall(prose((ROOT / "README.md").read_text()))
         title = headings(text)[0] == old
         assert f"{page}#{slug(old)}" in targets or (title and page in targets), old
+
+
+def test_the_readme_video_summary_is_what_a_run_prints(tmp_path, video):
+    # "A video file": the end-of-run lines the README prints are this run's, word for word.
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n### A video file", 1)[1].split("\n#", 1)[0]
+    assert f"`{video.name}`" in section
+    printed = re.search(r"```\n(what the run saw.*?)```", section, re.S)[1].splitlines()
+    proc = subprocess.run(
+        [sys.executable, "-m", "fer_edge.edge", "run", "--source", str(video), "--headless"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout.splitlines()
+    start = out.index(printed[0])
+    assert out[start : start + len(printed)] == printed, proc.stdout
