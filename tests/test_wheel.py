@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, one_line_error
 from fer_edge.edge.config import DEFAULT_MODEL_FILE, SEVEN_MODEL_FILE, TTA_MODEL_FILE, YUNET_FILE
 
 pytestmark = pytest.mark.slow
@@ -19,10 +19,12 @@ pytestmark = pytest.mark.slow
 TOP_LEVEL = {"fer_edge", "fer_edge-0.1.0.dist-info"}
 
 
-def run(argv: list, cwd: Path, timeout: int = 600, **kw) -> subprocess.CompletedProcess:
+def run(
+    argv: list, cwd: Path, timeout: int = 600, env: dict | None = None, **kw
+) -> subprocess.CompletedProcess:
     # A clean environment: nothing from this repository's venv or PYTHONPATH leaks in.
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(TF_CPP_MIN_LOG_LEVEL="3", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    base = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env = {**base, "TF_CPP_MIN_LOG_LEVEL": "3", "PIP_DISABLE_PIP_VERSION_CHECK": "1", **(env or {})}
     return subprocess.run(
         [str(a) for a in argv],
         cwd=cwd,
@@ -54,12 +56,20 @@ def test_wheel_holds_only_fer_edge_with_its_models(wheel):
     assert not [n for n in names if "/tests/" in n or n.startswith("deploy/")]
 
 
-def test_installed_wheel_runs_anywhere(wheel, tmp_path, video):
-    venv = tmp_path / "venv"
-    assert run([sys.executable, "-m", "venv", venv], tmp_path).returncode == 0
-    py, bin_dir = venv / "bin" / "python", venv / "bin"
-    proc = run([py, "-m", "pip", "install", "-q", f"{wheel}[edge]"], tmp_path, timeout=900)
+@pytest.fixture(scope="module")
+def edge_venv(wheel, tmp_path_factory) -> Path:
+    """A fresh venv with the wheel and its `edge` extra: the runtime-only install (no TF)."""
+    root = tmp_path_factory.mktemp("edge_venv")
+    venv = root / "venv"
+    assert run([sys.executable, "-m", "venv", venv], root).returncode == 0
+    proc = run([venv / "bin" / "python", "-m", "pip", "install", "-q", f"{wheel}[edge]"], root,
+               timeout=900)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return venv
+
+
+def test_installed_wheel_runs_anywhere(edge_venv, tmp_path, video):
+    py, bin_dir = edge_venv / "bin" / "python", edge_venv / "bin"
     work = tmp_path / "elsewhere"
     work.mkdir()
 
@@ -88,7 +98,7 @@ def test_installed_wheel_runs_anywhere(wheel, tmp_path, video):
     )
 
     # Only fer_edge is installed: the repository's folder names are not importable.
-    for name in ("edge", "train", "convert", "benchmarks"):
+    for name in ("edge", "evaluation", "train", "convert", "benchmarks"):
         proc = run([py, "-c", f"import {name}"], work)
         assert proc.returncode != 0 and "ModuleNotFoundError" in proc.stderr, name
     proc = run(
@@ -97,3 +107,29 @@ def test_installed_wheel_runs_anywhere(wheel, tmp_path, video):
     assert proc.stdout.strip() == "False", proc.stderr
     proc = run([py, "-c", "import tensorflow"], work)
     assert proc.returncode != 0, "the edge extra must not pull TensorFlow"
+
+
+def metrics_line(stdout: str) -> str:
+    return next(line for line in stdout.splitlines() if line.startswith("macro_f1="))
+
+
+def test_eval_in_the_runtime_only_install(edge_venv, archive, tmp_path):
+    """`fer-edge eval` of a .tflite where TensorFlow is absent gives the dev venv's figures;
+    a Keras model there is one line naming the `train` extra."""
+    fer = edge_venv / "bin" / "fer-edge"
+    model = ROOT / "models" / DEFAULT_MODEL_FILE
+    args = ["eval", model, "--data", archive, "--split", "private"]
+    # An empty cache: the TF-free install decodes the archive itself, not the dev venv's npz.
+    proc = run([fer, *args], tmp_path, env={"FER_EDGE_CACHE": str(tmp_path / "cache")})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dev = run([sys.executable, "-m", "fer_edge.cli", *args], ROOT)
+    assert dev.returncode == 0, dev.stderr[-3000:]
+    line = metrics_line(proc.stdout)
+    assert line == metrics_line(dev.stdout), (proc.stdout, dev.stdout)
+    assert " n=3006" in line  # every PrivateTest face
+    accuracy = float(line.split("accuracy=")[1].split()[0])
+    assert 0.6 < accuracy < 0.8
+
+    keras = ROOT / "models" / "fer_student.h5"
+    line = one_line_error(run([fer, "eval", keras, "--data", archive], tmp_path))
+    assert keras.name in line and "fer-edge[train]" in line, line
