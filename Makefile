@@ -6,8 +6,10 @@ SHELL := /bin/bash
 PYTHON   ?= python3
 # virtual environment folder
 VENV     ?= .venv
-# pip extras installed by `make setup`
-EXTRAS   ?= edge,train,bench,dev
+# OpenCV of `make setup`: 1 = opencv-python (a window), 0 = headless; empty: 1 when a display is found
+GUI      ?=
+# pip extras installed by `make setup` beside the runtime's (`desktop` or `edge`, as GUI says)
+EXTRAS   ?= train,bench,dev
 # FER2013 zip/folder/csv
 DATA     ?= $(firstword $(wildcard ../shared/datasets/fer2013/archive.zip) fer2013/archive.zip)
 # where models and reports are written
@@ -38,7 +40,53 @@ YUNET_SHA256 ?= ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0
 BIN := $(VENV)/bin
 FER := $(BIN)/fer-edge
 comma := ,
-STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+empty :=
+space := $(empty) $(empty)
+
+# The runtime's OpenCV is chosen once per venv, as the `desktop` extra (opencv-python) or the
+# `edge` extra (opencv-python-headless): the two wheels both install cv2 and break each other.
+# In order: GUI=1/0 (kept in $(VENV)/.gui), `edge` or `desktop` in EXTRAS, $(VENV)/.gui, then
+# the window's wheel when a display is found or the venv already has it (a desktop venv used
+# over ssh keeps it: it runs headless as well, and a flip would reinstall OpenCV each time).
+extras_list := $(subst $(comma),$(space),$(EXTRAS))
+extras_cv := $(filter edge desktop,$(extras_list))
+gui_extras := $(if $(filter desktop,$(extras_cv)),1)$(if $(filter edge,$(extras_cv)),0)
+gui_saved := $(shell cat $(VENV)/.gui 2>/dev/null)
+display := $(or $(DISPLAY:%=DISPLAY=%),$(WAYLAND_DISPLAY:%=WAYLAND_DISPLAY=%),$(if \
+	$(filter Darwin,$(shell uname -s)),macOS))
+ifneq ($(GUI),)
+  gui := $(GUI)
+  gui_why := GUI=$(GUI) was given
+else ifneq ($(gui_extras),)
+  gui := $(gui_extras)
+  gui_why := EXTRAS names $(extras_cv)
+else ifneq ($(gui_saved),)
+  gui := $(gui_saved)
+  gui_why := $(VENV)/.gui keeps the GUI=$(gui_saved) given before
+else ifneq ($(display),)
+  gui := 1
+  gui_why := a display was found ($(display))
+else ifneq ($(wildcard $(VENV)/.installed-desktop*),)
+  gui := 1
+  gui_why := $(VENV) has it (no display now, so fer-edge run says where to look)
+else
+  gui := 0
+  gui_why := no display was found (DISPLAY and WAYLAND_DISPLAY are unset)
+endif
+gui_problem := $(or \
+	$(if $(filter 10,$(gui_extras)),EXTRAS=$(EXTRAS) names edge and desktop: two OpenCV wheels; keep one),\
+	$(if $(filter-out 0 1,$(gui)),$(gui_why)$(comma) but GUI is 1 (opencv-python; a window) or 0 (opencv-python-headless)),\
+	$(if $(and $(GUI),$(gui_extras),$(filter-out $(GUI),$(gui_extras))),GUI=$(GUI) and EXTRAS=$(EXTRAS) ask for different OpenCV wheels; keep one))
+ifneq ($(gui_problem),)
+  $(error $(gui_problem))
+endif
+cv_extra := $(if $(filter 1,$(gui)),desktop,edge)
+cv_wheel := $(if $(filter 1,$(gui)),opencv-python,opencv-python-headless)
+cv_other := $(if $(filter 1,$(gui)),edge,desktop)
+all_extras := $(subst $(space),$(comma),$(strip $(cv_extra) $(filter-out edge desktop,$(extras_list))))
+gui_line := $(cv_wheel) ($(if $(filter 1,$(gui)),the overlay window,no window)), as $(gui_why); \
+	GUI=$(if $(filter 1,$(gui)),0,1) switches
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(all_extras))
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: help setup setup-edge data train train-teacher train-seven finetune eval convert \
@@ -55,14 +103,30 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# cv2 providers in the venv, one name a line (pip's spelling varies: opencv_python, OpenCV-Python)
+cv_wheels = $(BIN)/python -m pip list --format=freeze 2>/dev/null | cut -d= -f1 | tr _A-Z -a-z \
+	| grep -xE 'opencv(-contrib)?-python(-headless)?' || true
+
+# Both OpenCV wheels write cv2/, so removing one breaks the other: with a second one present,
+# remove them all and let pip put the wanted one back whole.
 $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
+	$(if $(filter setup,$(MAKECMDGOALS)),,@echo 'make: installing $(gui_line)')
+	@have=$$($(cv_wheels)); if [ -n "$$have" ] && grep -qvx '$(cv_wheel)' <<< "$$have"; then \
+	    echo "make: removing" $$have "(one OpenCV wheel per venv)"; \
+	    $(BIN)/pip uninstall -y -q $$have; fi
+	$(BIN)/pip install -q -e '.[$(all_extras)]'
+	@have=$$($(cv_wheels)); [ "$$have" = '$(cv_wheel)' ] || { echo "make: $(VENV) has" \
+	    $${have:-no OpenCV} "instead of $(cv_wheel) alone; another package pulls one in" >&2; exit 1; }
+	@rm -f $(VENV)/.installed-$(cv_other)-* $(VENV)/.installed-$(cv_other)
+	$(if $(GUI)$(gui_extras),@echo $(gui) > $(VENV)/.gui)
 	@touch $@
 
-setup: $(STAMP) ## create .venv and install everything (training, runtime, benchmarks, tests)
+setup: $(STAMP) ## create .venv and install everything; OpenCV with a window when a display is found (GUI=)
+	$(if $(GUI)$(gui_extras),@echo $(gui) > $(VENV)/.gui)
+	@echo 'make setup: $(VENV) has $(gui_line)'
 
-setup-edge: ## runtime only (no TensorFlow), as on a Raspberry Pi
-	$(MAKE) setup EXTRAS=edge
+setup-edge: ## runtime only (no TensorFlow), as on a Raspberry Pi; OpenCV as for setup
+	$(MAKE) setup EXTRAS=
 
 data: $(STAMP) ## decode FER2013 once into the cache and print its counts
 	$(FER) data --data "$(DATA)"
