@@ -5,14 +5,17 @@
 # for the emulated arm64 Pi (tests/test_pi_emulated.py, deploy/pi/): debootstrap (builds its
 # Debian userland) and qemu-user-static (runs its arm64 programs through binfmt_misc, which
 # deploy/pi registers itself, so binfmt-support is not needed); mosquitto (the MQTT test's
-# broker, with mosquitto_passwd), chromium + chromium-driver (the dashboard's browser test) and
-# openssl (the MQTT TLS test's certificates).
+# broker, with mosquitto_passwd), chromium + chromium-driver (the dashboard's browser test),
+# openssl (the MQTT TLS test's certificates); for the overlay window's test (tests/test_window.py):
+# xvfb (a real X server), xdotool (finds the window, presses q), imagemagick (`import` grabs its
+# pixels) and libgl1, which the GUI OpenCV wheel links (xvfb and imagemagick also bring its other
+# libraries: libxcb, libSM, GLib).
 # Idempotent: apt-get update runs only when a package is missing, so a warm machine spends
 # no time here. Needs root (CI runs as root).
 set -euo pipefail
 
 wanted=(openssh-server openssh-client rsync make python3-venv systemd debootstrap qemu-user-static
-    mosquitto chromium chromium-driver openssl)
+    mosquitto chromium chromium-driver openssl xvfb xdotool imagemagick libgl1)
 
 missing=()
 for pkg in "${wanted[@]}"; do

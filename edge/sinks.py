@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import threading
 import time
 
 import cv2
 import numpy as np
+from fer_edge.edge.display import display_available  # noqa: F401 (callers import it here)
 from fer_edge.edge.errors import ConfigError
 from fer_edge.edge.fileio import LineAppender
 from fer_edge.edge.types import Closeable, Face, FrameResult
@@ -164,29 +164,32 @@ def draw_overlay(
     return canvas
 
 
-def display_available() -> bool:
-    if sys.platform.startswith("linux"):
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return True
-
-
 class Window(Sink):
-    """An OpenCV window; the headless wheel has none, so say what to install instead."""
+    """An OpenCV window; the headless wheel has none, so say how to swap it for the GUI one."""
 
     needs_canvas = True
 
     def __init__(self, title: str = "fer-edge"):
         self.title = title
+        self._sized = False
         try:
-            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+            # no Qt toolbar or status bar: the overlay is the whole window
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
         except cv2.error:
+            # installing opencv-python beside the headless wheel leaves two packages writing
+            # one cv2/ folder, so the advice is a swap
             raise ConfigError(
-                "this OpenCV build has no GUI (opencv-python-headless): use "
-                "--headless, --preview-port 8080, or `pip install opencv-python`"
+                "this OpenCV has no GUI (the headless wheel), so no window: add --headless (and "
+                "--dashboard 8080 or --events - to see results), or swap in the GUI wheel with "
+                "`make setup GUI=1` or `pip uninstall -y opencv-python-headless && "
+                "pip install 'opencv-python<5'`"
             ) from None
 
     def write(self, result: FrameResult | None, canvas: np.ndarray | None = None) -> bool:
-        """Shows the canvas; False when the user closed the window or pressed q / Esc."""
+        """Shows the canvas; False when the user pressed q or Esc in the window."""
+        if not self._sized:  # Qt opens a resizable window at 400x300: show the frame 1:1
+            cv2.resizeWindow(self.title, canvas.shape[1], canvas.shape[0])
+            self._sized = True
         cv2.imshow(self.title, canvas)
         key = cv2.waitKey(1) & 0xFF
         return key not in (ord("q"), 27)
