@@ -37,7 +37,8 @@ def _paho():
         import paho.mqtt.client as mqtt
     except ImportError:
         raise ConfigError(
-            "--mqtt needs paho-mqtt 2.x: pip install 'fer-edge[mqtt]' (or 'paho-mqtt>=2.1,<3')"
+            "--mqtt needs paho-mqtt 2.x: pip install 'paho-mqtt>=2.1,<3' "
+            "(or, in a clone of fer-edge: pip install -e '.[mqtt]')"
         ) from None
     return mqtt
 

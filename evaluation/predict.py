@@ -12,7 +12,11 @@ import numpy as np
 from fer_edge.edge.errors import ModelError
 
 KERAS_SUFFIXES = (".keras", ".h5")
-TRAIN_EXTRA_HINT = "install the train extra (pip install 'fer-edge[train]') or evaluate its .tflite"
+# fer-edge is not on a package index: the extra installs from a clone; elsewhere, its packages
+TRAIN_EXTRA_HINT = (
+    "install the train extra (in a clone of fer-edge: pip install -e '.[train]'; elsewhere: "
+    "pip install tensorflow keras h5py) or evaluate its .tflite"
+)
 
 
 def require_keras(path: Path):

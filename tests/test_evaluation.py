@@ -260,4 +260,4 @@ def test_keras_model_without_tensorflow_is_one_line_naming_the_train_extra(archi
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)  # fmt: skip
     line = one_line_error(proc)
-    assert "fer_student.h5" in line and "fer-edge[train]" in line
+    assert "fer_student.h5" in line and "pip install -e '.[train]'" in line

@@ -132,4 +132,4 @@ def test_eval_in_the_runtime_only_install(edge_venv, archive, tmp_path):
 
     keras = ROOT / "models" / "fer_student.h5"
     line = one_line_error(run([fer, "eval", keras, "--data", archive], tmp_path))
-    assert keras.name in line and "fer-edge[train]" in line, line
+    assert keras.name in line and "pip install -e '.[train]'" in line, line
