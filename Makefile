@@ -14,7 +14,8 @@ EXTRAS   ?= train,bench,dev
 DATA     ?= $(firstword $(wildcard ../shared/datasets/fer2013/archive.zip) fer2013/archive.zip)
 # where models and reports are written
 MODELS   ?= models
-# Keras source of the default model (the distilled one-view student); `make convert` input
+# Keras source of the default model: `make convert` and `make finetune` input (the same path
+# as DEFAULT_KERAS_SOURCE in train/config.py; tests/test_first_hour.py checks they agree)
 KERAS    ?= $(MODELS)/fer_student.h5
 # the six-view FER2013 model the student is distilled from (`make train-teacher` makes it)
 TEACHER  ?= $(MODELS)/fer_mnv2.h5
@@ -93,11 +94,22 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
         convert-extra cards bench bench-accuracy figures readme run checks \
         capture test test-fast lint typecheck mutation models clean
 
-help: ## list targets and variables
+# Every `VAR ?=` variable's value as this make sees it (defaults expanded, VAR=value applied),
+# handed to awk as HELP_VAR='value' so that $(VAR) in the text below prints the value.
+help: help_env = $(foreach v,$(shell awk '/^[A-Z_0-9]+ +\?=/{print $$1}' $(MAKEFILE_LIST)),\
+	HELP_$(v)='$(subst ','\'',$($(v)))')
+help: help_expand = out = ""; while (match(t, /\$$\([A-Z_0-9]+\)/)) { n = substr(t, RSTART + 2, \
+	RLENGTH - 3); out = out substr(t, 1, RSTART - 1) (("HELP_" n) in ENVIRON ? ENVIRON["HELP_" n] \
+	: substr(t, RSTART, RLENGTH)); t = substr(t, RSTART + RLENGTH) } t = out t
+help: ## list targets and variables with their values (override as VAR=value)
 	@echo "Targets:"
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@$(help_env) awk -F':.*## ' '/^[a-zA-Z_-]+:.*## /{t = $$2; $(help_expand); \
+	    printf "  %-18s %s\n", $$1, t}' $(MAKEFILE_LIST)
 	@echo "Variables (override as VAR=value):"
-	@awk '/^# /{c=substr($$0,3)} /^[A-Z_0-9]+ +\?=/{split($$0,a,/ +\?= */); printf "  %-12s %s\n  %-12s   (default: %s)\n", a[1], c, "", a[2]; c=""}' $(MAKEFILE_LIST)
+	@$(help_env) awk '/^# /{c = c (c == "" ? "" : " ") substr($$0, 3); next} \
+	    /^[A-Z_0-9]+ +\?=/{v = ENVIRON["HELP_" $$1]; \
+	    printf "  %-12s %s\n  %-12s   = %s\n", $$1, c, "", v == "" ? "(empty)" : v} {c = ""}' \
+	    $(MAKEFILE_LIST)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -150,9 +162,10 @@ train-seven: $(STAMP) ## FER2013's seven classes, six views, from the teacher ->
 	    --classes 7 --labels fer2013 --robust-augment 0.3 --init-from $(TEACHER) --epochs 12 \
 	    --lr 1e-3 --warmup-epochs 0.5 --patience 5 --tta multi $(ARGS)
 
-finetune: $(STAMP) ## stage 2: fine-tune on PERSONAL=dir (photos in <class>/ folders)
-	@test -n "$(PERSONAL)" || { echo "make finetune: set PERSONAL=path/to/photos (folders named by class)"; exit 2; }
-	$(FER) finetune --base $(KERAS) --personal "$(PERSONAL)" --data "$(DATA)" $(ARGS)
+finetune: $(STAMP) ## stage 2: fine-tune $(KERAS) on PERSONAL=dir (photos in <class>/ folders) -> $(MODELS)/personal
+	@test -n "$(PERSONAL)" || { echo "make finetune: set PERSONAL=path/to/photos (a folder per class: happy/, sad/, ...)"; exit 2; }
+	$(FER) finetune --base $(KERAS) --personal "$(PERSONAL)" --data "$(DATA)" --out $(MODELS)/personal $(ARGS)
+	@echo "or with make: make convert KERAS=$(MODELS)/personal/fer_personal.keras MODELS=$(MODELS)/personal ARGS='--prefix fer_personal --variants int8' && make run MODEL=$(MODELS)/personal/fer_personal_int8.tflite"
 
 eval: $(STAMP) ## accuracy of MODEL on FER2013 PrivateTest
 	$(FER) eval $(MODEL) --data "$(DATA)" --split private $(ARGS)

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from fer_edge.train.config import DEFAULT_KERAS_SOURCE
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ VARIANTS = ("float32", "float16", "dynamic", "int8")
 
 @dataclass(frozen=True)
 class ConvertConfig:
-    model: str = "models/fer_student.h5"  # Keras model with its .json contract beside it
+    model: str = DEFAULT_KERAS_SOURCE  # Keras model with its .json contract beside it
     out: str = "models"  # folder for <prefix>_<variant>.tflite (+ .json)
     prefix: str = "fer"  # file name prefix
     variants: tuple[str, ...] = VARIANTS  # which TFLite variants to write

@@ -20,6 +20,7 @@ import os
 import sys
 import tempfile
 import threading
+import warnings
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,9 @@ def quiet_native_logs(debug: bool) -> None:
         os.environ.setdefault(key, value)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    # Keras' fit() defaults to shuffle=True and then warns that a tf.data pipeline (ours
+    # shuffles itself) ignores it: nothing for a user to do
+    warnings.filterwarnings("ignore", message="`shuffle=True` was passed", category=UserWarning)
     if "tensorflow" not in sys.modules and not any(
         isinstance(f, _QuietImport) for f in sys.meta_path
     ):

@@ -9,15 +9,17 @@ import json
 import math
 import os
 import re
+import shlex
 import subprocess
 import sys
+import zipfile
 from collections import Counter
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import ROOT, one_line_error
+from conftest import ARCHIVE, ROOT, one_line_error
 from fer_edge.edge.summary import RunSummary
 from fer_edge.edge.types import Box, Face, Frame, FrameResult
 
@@ -208,3 +210,183 @@ def test_checks_with_a_source_that_cannot_open_fails_in_one_line(source):
     line = one_line_error(proc)
     assert source in line
     assert noise_in(proc.stderr) == []
+
+
+def test_tensorflow_commands_start_quietly_and_say_everything_with_debug(keras_model, tmp_path):
+    # eval of a Keras model imports TensorFlow and runs it; finetune with too few photos loads
+    # TensorFlow and the base model, then stops with one line
+    few = tmp_path / "me" / "sad"
+    few.mkdir(parents=True)
+    for i in range(2):
+        cv2.imwrite(str(few / f"{i}.png"), np.full((48, 48), 100 + i, np.uint8))
+    small = tmp_path / "small.zip"
+    make_small_archive(small, per_class=2)
+    commands = [
+        ["eval", str(keras_model), "--data", str(small), "--split", "private"],
+        ["finetune", "--personal", str(tmp_path / "me"), "--detector", "none"],
+    ]
+    for args in commands:
+        proc = fer_edge(*args)
+        assert noise_in(proc.stderr) == [], (args, proc.stderr)
+        assert proc.returncode == (0 if args[0] == "eval" else 2), proc.stderr
+    # the same start-up lines are there with --log-level DEBUG
+    loud = fer_edge("--log-level", "DEBUG", *commands[1])
+    assert "absl::InitializeLog" in loud.stderr and "cuda" in loud.stderr.lower()
+
+
+def test_make_help_prints_values_not_make_expressions():
+    out = make("help")
+    assert "$(" not in out
+    assert "fine-tune models/fer_student.h5 on PERSONAL=dir" in out  # was $(KERAS)
+    assert "-> models/fer_mnv2.h5" in out  # train-teacher's target, was $(TEACHER)
+    other = make("help", "KERAS=elsewhere/mine.h5")
+    assert "fine-tune elsewhere/mine.h5 on" in other
+    assert variable_value(other, "KERAS") == "elsewhere/mine.h5"
+
+
+# ---------------------------------------------------------------- 2. fine-tuning
+
+
+def make(*args: str) -> str:
+    proc = subprocess.run(
+        ["make", "--no-print-directory", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def variable_value(help_text: str, name: str) -> str:
+    """The value `make help` prints under a variable's name."""
+    lines = help_text.splitlines()
+    i = next(i for i, ln in enumerate(lines) if ln.split()[:1] == [name])
+    return lines[i + 1].strip().removeprefix("= ")
+
+
+def make_small_archive(path: Path, per_class: int) -> None:
+    """A real subset of FER2013 in Kaggle's layout: `per_class` images per class and split."""
+    taken: Counter = Counter()
+    with zipfile.ZipFile(ARCHIVE) as src, zipfile.ZipFile(path, "w") as dst:
+        for name in src.namelist():
+            top, cls, fname = name.split("/")
+            key = (top, cls, fname.split("_")[0])
+            if taken[key] < per_class:
+                taken[key] += 1
+                dst.writestr(name, src.read(name))
+
+
+def test_the_default_keras_source_is_one_path_everywhere():
+    from fer_edge.convert.tflite import ConvertConfig
+    from fer_edge.train.config import DEFAULT_KERAS_SOURCE, Stage2Config
+
+    assert DEFAULT_KERAS_SOURCE == "models/fer_student.h5"
+    assert (ROOT / DEFAULT_KERAS_SOURCE).is_file()
+    assert Stage2Config().base == DEFAULT_KERAS_SOURCE  # was models/fer_mnv2.keras
+    assert ConvertConfig().model == DEFAULT_KERAS_SOURCE
+    assert variable_value(make("help"), "KERAS") == DEFAULT_KERAS_SOURCE
+    # what you fine-tune on your face is not committed by accident
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "models/personal/fer_personal.keras"], cwd=ROOT
+    )
+    assert ignored.returncode == 0
+
+
+def test_finetune_without_photos_or_base_is_one_line_before_tensorflow(tmp_path):
+    line = one_line_error(fer_edge("finetune", timeout=60))
+    assert "--personal" in line and "fer-edge capture" in line
+    (tmp_path / "happy").mkdir()
+    missing = tmp_path / "nope.h5"
+    line = one_line_error(
+        fer_edge("finetune", "--personal", str(tmp_path), "--base", str(missing), timeout=60)
+    )
+    assert f"--base {missing}: Keras model not found" in line
+
+
+def test_make_finetune_names_its_input_output_and_the_next_make_commands(tmp_path):
+    out = make("-n", "finetune", f"PERSONAL={tmp_path}")
+    assert f'finetune --base models/fer_student.h5 --personal "{tmp_path}"' in out
+    assert "--out models/personal" in out
+    assert (
+        "make convert KERAS=models/personal/fer_personal.keras MODELS=models/personal "
+        "ARGS='--prefix fer_personal --variants int8' && "
+        "make run MODEL=models/personal/fer_personal_int8.tflite"
+    ) in out
+
+
+@pytest.mark.slow
+def test_finetune_says_what_it_does_and_its_next_commands_run(video, tmp_path):
+    # a personal folder of real faces: FER2013 PrivateTest images, 6 per class
+    me, taken = tmp_path / "me", Counter()
+    with zipfile.ZipFile(ARCHIVE) as z:
+        for name in z.namelist():
+            top, cls, fname = name.split("/")
+            if top == "test" and cls in LABELS and taken[cls] < 6:
+                taken[cls] += 1
+                (me / cls).mkdir(parents=True, exist_ok=True)
+                (me / cls / fname).write_bytes(z.read(name))
+    small, out = tmp_path / "small.zip", tmp_path / "personal"
+    make_small_archive(small, per_class=6)
+    proc = fer_edge(
+        "finetune", "--personal", str(me), "--data", str(small), "--out", str(out),
+        "--epochs", "1", "--detector", "none", timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert noise_in(proc.stderr) == [] and "UserWarning" not in proc.stderr, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[:3] == [
+        f"fine-tuning models/fer_student.h5 on 30 photos in {me}: "
+        "angry 6, happy 6, neutral 6, sad 6, surprise 6",
+        "up to 1 epochs (early stop after 5 without progress), top 20 layers; 25% of each class "
+        "held out to compare",
+        f"writing {out}/fer_personal.keras",
+    ]
+    assert lines[-4:-2] == [
+        f"wrote {out}/fer_personal.keras (report {out}/fer_personal.report.json)",
+        "next, convert it to int8 and run it:",
+    ]
+    convert, run = (shlex.split(ln) for ln in lines[-2:])
+    assert convert[:2] == ["fer-edge", "convert"] and run[:2] == ["fer-edge", "run"]
+    assert (out / "fer_personal.keras").is_file()
+
+    # The printed commands, as printed. Only the conversion's gate is relaxed: on the small
+    # archive it checks 30 faces, where 2 int8 flips would fail the 95% agreement.
+    proc = fer_edge(*convert[1:], "--min-agreement", "0", "--max-drop", "1", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert noise_in(proc.stderr) == [], proc.stderr
+    assert (out / "fer_personal_int8.tflite").is_file()
+    proc = fer_edge(*run[1:], "--source", str(video), "--headless", "--max-frames", "5")
+    assert proc.returncode == 0, proc.stderr
+    assert "face 0: mostly" in proc.stdout
+
+
+# ---------------------------------------------------------------- 3. install lines
+
+
+def test_install_lines_name_what_installs_from_a_clone():
+    # fer-edge is on no package index: `pip install 'fer-edge[x]'` fails for everyone
+    skip = {".git", ".venv", "build", "dist", "tests", "node_modules", "__pycache__"}
+    offenders = []
+    for path in ROOT.rglob("*"):
+        if skip & set(path.relative_to(ROOT).parts) or not path.is_file():
+            continue
+        if path.suffix in (".py", ".sh", ".mk", ".js", ".html") or path.name == "Makefile":
+            for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                if re.search(r"pip install[^\n]*fer-edge\[", line):
+                    offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert offenders == []
+
+
+def test_mqtt_without_paho_names_a_working_install_line(video):
+    code = (
+        "import sys; sys.modules['paho'] = None; from fer_edge.cli import main; "
+        f"sys.exit(main(['run', '--source', {str(video)!r}, '--headless', "
+        "'--mqtt', 'mqtt://127.0.0.1:1']))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    line = one_line_error(proc)
+    assert "pip install 'paho-mqtt>=2.1,<3'" in line and "pip install -e '.[mqtt]'" in line

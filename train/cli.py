@@ -61,10 +61,12 @@ def cmd_train(args) -> int:
 
 def cmd_finetune(args) -> int:
     from fer_edge.evaluation.metrics import format_report
-    from fer_edge.train.stage2 import run_stage2
+    from fer_edge.train.stage2 import next_steps, plan, run_stage2
 
     cfg = build_dataclass(Stage2Config, args)
+    print("\n".join(plan(cfg)), flush=True)
     report = run_stage2(cfg)
     for key in ("personal_before", "personal_after", "private_before", "private_after"):
         print(format_report(report[key], title=key))
+    print("\n".join(next_steps(cfg)))
     return 0

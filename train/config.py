@@ -82,12 +82,18 @@ class Stage1Config:
         return dataclasses.asdict(self)
 
 
+# The Keras source of the shipped default model (models/fer_int8.tflite is its int8): what
+# `fer-edge finetune` starts from and `fer-edge convert` converts unless told otherwise. The
+# Makefile's KERAS default is the same path (tests/test_first_hour.py checks that they agree).
+DEFAULT_KERAS_SOURCE = "models/fer_student.h5"
+
+
 @dataclass(frozen=True)
 class Stage2Config:
-    base: str = "models/fer_mnv2.keras"  # stage-1 model to start from
-    personal: str = ""  # folder of <class>/*.jpg|png photos of one person
-    out: str = "models/personal"  # output folder
-    name: str = "fer_personal"
+    base: str = DEFAULT_KERAS_SOURCE  # Keras model to start from: the shipped default's source
+    personal: str = ""  # folder of <class>/*.jpg|png photos of one person (required)
+    out: str = "models/personal"  # output folder (git ignores it: your face stays yours)
+    name: str = "fer_personal"  # file stem: <out>/<name>.keras, .report.json, ...
     data: str = ""  # FER2013 source for the before/after PrivateTest comparison
     trainable_top: int = 20  # only the top N layers train (15-30 keeps the features general)
     epochs: int = 30

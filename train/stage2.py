@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import time
 from pathlib import Path
 
@@ -38,6 +39,59 @@ def set_trainable_top(net, n: int) -> int:
         top = i >= len(net.layers) - n
         layer.trainable = top and not isinstance(layer, layers.BatchNormalization)
     return sum(1 for layer in net.layers if layer.trainable and layer.weights)
+
+
+def photo_counts(folder: str) -> dict[str, int]:
+    """Image files per class sub-folder, without reading them (the plan printed first)."""
+    from fer_edge.edge.sources import IMAGE_SUFFIXES
+
+    root = Path(folder)
+    return {
+        d.name: sum(1 for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        for d in sorted(root.iterdir())
+        if d.is_dir() and not d.name.startswith(".")
+    }
+
+
+def plan(cfg: Stage2Config) -> list[str]:
+    """What `finetune` will do, in a few lines; one-line errors for a missing input, before
+    TensorFlow loads."""
+    from fer_edge.edge.errors import DataError, ModelError
+
+    if not cfg.personal:
+        raise ConfigError(
+            "--personal: give the folder of your photos, one sub-folder per class (happy/, "
+            "sad/, ...); `fer-edge capture --label happy --out DIR` takes them"
+        )
+    if not Path(cfg.personal).is_dir():
+        raise DataError(f"--personal {cfg.personal}: personal photo folder not found")
+    if not Path(cfg.base).is_file():
+        raise ModelError(
+            f"--base {cfg.base}: Keras model not found; run from the project folder or give "
+            "--base PATH to a .h5 or .keras model (`make train` makes one)"
+        )
+    counts = photo_counts(cfg.personal)
+    found = ", ".join(f"{c} {n}" for c, n in counts.items()) or "no class folders"
+    return [
+        f"fine-tuning {cfg.base} on {sum(counts.values())} photos in {cfg.personal}: {found}",
+        f"up to {cfg.epochs} epochs (early stop after {cfg.patience} without progress), top "
+        f"{cfg.trainable_top} layers; {cfg.holdout:.0%} of each class held out to compare",
+        f"writing {Path(cfg.out) / cfg.name}.keras",
+    ]
+
+
+def next_steps(cfg: Stage2Config) -> list[str]:
+    """Where the model went and the exact commands that convert and run it."""
+    out = Path(cfg.out)
+    model = out / f"{cfg.name}.keras"
+    data = f" --data {shlex.quote(cfg.data)}" if cfg.data else ""
+    return [
+        f"wrote {model} (report {out / cfg.name}.report.json)",
+        "next, convert it to int8 and run it:",
+        f"  fer-edge convert --model {shlex.quote(str(model))} --out {shlex.quote(str(out))} "
+        f"--prefix {shlex.quote(cfg.name)} --variants int8{data}",
+        f"  fer-edge run --model {shlex.quote(str(out / f'{cfg.name}_int8.tflite'))}",
+    ]
 
 
 def run_stage2(cfg: Stage2Config) -> dict:
