@@ -114,6 +114,15 @@ def measure(source: Path, model: Path, dwells: list[float]) -> dict:
     return {"source": str(source), "model": str(model), "runs": runs}
 
 
+def default_dwell() -> float:
+    """`fer-edge run`'s default --mqtt-min-dwell."""
+    from fer_edge.edge.sink_options import add_sink_flags
+
+    p = argparse.ArgumentParser()
+    add_sink_flags(p)
+    return p.get_default("mqtt_min_dwell")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m fer_edge.benchmarks.mqtt_states",
@@ -126,7 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         help="video file",
     )
     p.add_argument("--model", default=str(default_model_path()), help="model (.tflite)")
-    p.add_argument("--dwell", default="0,0.5", help="--mqtt-min-dwell values, comma-separated")
+    p.add_argument(
+        "--dwell",
+        default=f"0,{default_dwell():g}",
+        help="--mqtt-min-dwell values, comma-separated (0 = every change, as before the dwell)",
+    )
     p.add_argument("--json", default=None, metavar="OUT", help="also write the results here")
     args = p.parse_args(argv)
     try:

@@ -20,9 +20,11 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from conftest import ROOT, free_port, one_line_error, run_cli, system_tool, wait_for
+from fer_edge.benchmarks.mqtt_states import default_dwell
 from fer_edge.edge.contract import Contract, read_contract, write_contract
 
 PREFIX = "fer-edge/testcam"
+DWELL = default_dwell()  # fer-edge run's --mqtt-min-dwell
 NODE = "fer-edge_testcam"
 
 
@@ -250,9 +252,9 @@ def test_password_broker_gets_discovery_availability_and_every_label_change(
     labels = read_contract(int8_model).labels
 
     # state: exactly the label changes of the events file that held for the default
-    # --mqtt-min-dwell (0.5 s), field for field
+    # --mqtt-min-dwell, field for field
     states = sub.json_on(f"{PREFIX}/state")
-    expected = label_changes(rows, dwell=0.5)
+    expected = label_changes(rows, DWELL)
     assert len(states) == len(expected) >= 2
     for got, want in zip(states, expected):
         assert abs(got.pop("time") - time.time()) < 300
@@ -364,10 +366,12 @@ def test_broker_outage_mid_run_the_run_goes_on_and_publishing_resumes(video, int
     assert "Traceback" not in text, text
     rows = read_events(events)
     assert {r["frame"] for r in rows} == set(range(600))
-    # what Home Assistant is left with is what the camera saw last (that label held 0.7 s,
-    # longer than the default --mqtt-min-dwell, so it was published)
-    assert label_changes(rows, dwell=0.5)[-1]["label"] == rows[-1]["label"]
-    assert sub.json_on(f"{PREFIX}/state")[-1]["label"] == rows[-1]["label"]
+    # what Home Assistant is left with is what the camera saw last: the last state is the
+    # run's last debounced change, made long after the restart, and it is the label of the
+    # events file's last row (which had held for longer than the default dwell)
+    last = sub.json_on(f"{PREFIX}/state")[-1]
+    assert last == {**label_changes(rows, DWELL)[-1], "time": last["time"]}
+    assert last["label"] == rows[-1]["label"]
     assert text.count("lost the connection") == 1, text
     assert text.count("again after") == 1, text
     with sub._lock:
@@ -462,10 +466,10 @@ def test_min_dwell_cuts_state_messages_and_keeps_each_seconds_label(video, int8_
     from fer_edge.benchmarks.mqtt_states import measure
 
     system_tool("mosquitto", package="mosquitto")
-    runs = measure(video, int8_model, [0.0, 0.5])["runs"]
+    runs = measure(video, int8_model, [0.0, DWELL])["runs"]
     before, after = runs
     print(f"\nstate messages: {before['state_messages']} with --mqtt-min-dwell 0, "
-          f"{after['state_messages']} with 0.5 (the default)")  # fmt: skip
+          f"{after['state_messages']} with {DWELL} (the default)")  # fmt: skip
     assert before["events_per_second"] == after["events_per_second"]  # the same run twice
     assert before["mqtt_per_second"] == before["events_per_second"]
     assert after["mqtt_per_second"] == after["events_per_second"]
@@ -558,7 +562,7 @@ def test_broker_unreachable_at_boot_the_run_connects_when_it_appears(
     assert "connected to mqtt://127.0.0.1" in text, text
     first = sub.json_on(f"{PREFIX}/state")[0]
     rows = read_events(events)
-    assert first == {**label_changes(rows, dwell=0.5)[0], "time": first["time"]}
+    assert first == {**label_changes(rows, DWELL)[0], "time": first["time"]}
     assert sub.on(f"{PREFIX}/status")[0] == b"online"
     assert {f"homeassistant/sensor/{NODE}/{key}/config" for key in ("dominant", "faces")} <= configs
     labels = read_contract(int8_model).labels
