@@ -334,9 +334,9 @@ def test_broker_outage_mid_run_the_run_goes_on_and_publishing_resumes(video, int
     """The broker is stopped for 5 s while the video plays in real time (20 s, looped; not
     marked slow: the video's pace, not the machine, sets its ~21 s), then restarted on the
     same port: every frame is in the events file, the last state is the events file's last
-    label, the outage is one log line
-    with the count dropped (a 2-message queue overflows), and messages flow again. Summaries
-    1.5 s apart leave the publisher idle for whole seconds, as in real use."""
+    label, the outage is one log line with the count dropped (a 2-message queue overflows),
+    and messages flow again. Summaries 1.5 s apart leave the publisher idle for whole
+    seconds, as in real use."""
     events, log = tmp_path / "events.jsonl", tmp_path / "run.log"
     with broker(tmp_path) as b, subscriber(b.port) as sub:
         with open(log, "w") as log_file:
