@@ -8,7 +8,7 @@
 # runtime's default, which deploy asks the runtime for), and SOURCE when you give it yourself
 # (command line or environment): make deploy PI=... SOURCE=clip.mp4.
 
-# user@host of the Pi, or a Host from ~/.ssh/config (required by deploy, status, logs, undeploy)
+# user@host of the Pi, or a Host from ~/.ssh/config; several in quotes: PI="pi@a pi@b" (in parallel)
 PI ?=
 # folder on the Pi, relative to its home; deploy owns it (rsync --delete mirrors into it)
 PI_DIR ?= fer-edge
@@ -52,7 +52,7 @@ DEPLOY_TARGET = --pi=$(call deploy_q,$(PI)) --pi_dir=$(call deploy_q,$(PI_DIR)) 
 	--ssh_opts=$(call deploy_q,$(SSH_OPTS))
 deploy_run = $(call deploy_q,$(DEPLOY_PYTHON)) -m deploy
 
-.PHONY: deploy deploy-status logs undeploy deploy-check-wheels deploy-python pi-emulator test-pi
+.PHONY: deploy deploy-status logs rollback undeploy deploy-check-wheels deploy-python pi-emulator test-pi
 
 deploy-python:
 	@command -v $(call deploy_q,$(DEPLOY_PYTHON)) >/dev/null || { echo "make: $(DEPLOY_PYTHON) \
@@ -70,6 +70,9 @@ deploy-status: deploy-python ## the Pi service's state (systemctl) and its last 
 
 logs: deploy-python ## follow the Pi's events file (Ctrl-C to stop)
 	$(deploy_run) logs $(DEPLOY_TARGET)
+
+rollback: deploy-python ## switch the Pi back to its previous release and restart the service
+	$(deploy_run) rollback $(DEPLOY_TARGET)
 
 undeploy: deploy-python ## stop, disable and remove the Pi service; keeps PI_DIR unless PURGE=1
 	$(deploy_run) undeploy $(DEPLOY_TARGET) $(if $(PURGE),--purge)

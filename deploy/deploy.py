@@ -1,6 +1,7 @@
 """Deploy the edge runtime to a Raspberry Pi over SSH: `python -m deploy COMMAND`.
 
-deploy: stage -> connect -> sync (rsync) -> setup on the Pi (venv, pip, unit, service).
+deploy: stage -> connect -> sync (rsync into releases/ID) -> setup on the Pi (venv, pip,
+units, switch `current`, service). rollback: `current` back to `previous`.
 Each step that fails ends the run with one line, `deploy: error: step 'NAME' failed: ...`.
 """
 
@@ -16,6 +17,7 @@ from fer_edge.edge.cliframe import command_parser, run_command
 from fer_edge.edge.config import default_model_path
 from fer_edge.edge.errors import FerEdgeError
 
+from deploy.fleet import run_fleet, targets
 from deploy.remote import Remote, StepError, changed_files, last_line
 from deploy.stage import (
     StageConfig,
@@ -27,6 +29,7 @@ from deploy.stage import (
     check_password_file,
     check_pi_dir,
     check_source,
+    release_id,
     resolve_yunet,
 )
 from deploy.wheels import check_wheels
@@ -44,15 +47,25 @@ def say(msg: str) -> None:
     print(f"{PROG}: {msg}", flush=True)
 
 
+def fleet(args) -> bool:
+    """With several Pis in PI, run the command on each in parallel (deploy/fleet.py)."""
+    pis = targets(args.pi)
+    if len(pis) < 2:
+        return False
+    remote_from(argparse.Namespace(**{**vars(args), "pi": pis[0]}))  # bad settings: one line
+    run_fleet(PROG, args.command, args.argv, pis)
+    return True
+
+
 def remote_from(args) -> tuple[Remote, str]:
-    if not args.pi:
+    if not args.pi.strip():
         raise UsageError("PI is not set; run: make deploy PI=user@host (e.g. pi@raspberrypi.local)")
     try:
         opts = tuple(shlex.split(args.ssh_opts))
         pi_dir = check_pi_dir(args.pi_dir)
     except (ValueError, StageError) as exc:
         raise UsageError(str(exc)) from None
-    return Remote(args.pi, opts), pi_dir
+    return Remote(args.pi.strip(), opts), pi_dir
 
 
 def stage_config(args, pi_dir: str) -> StageConfig:
@@ -71,15 +84,19 @@ def stage_config(args, pi_dir: str) -> StageConfig:
         raise StepError("stage", str(exc)) from None
 
 
-def connect(remote: Remote, pi_dir: str) -> None:
-    """Reach the Pi, create PI_DIR, and refuse a folder that rsync --delete would wipe."""
+def connect(remote: Remote, pi_dir: str, release: str) -> tuple[bool, bool]:
+    """Reach the Pi, create PI_DIR, and refuse a folder that holds no earlier deploy.
+    Returns (the release is already there, there is a current release)."""
     q = shlex.quote(pi_dir)
     proc = remote.run(
         "connect",
         f"""
         mkdir -p -- {q} && cd -- {q} || exit 1
         command -v rsync >/dev/null 2>&1 || exit {NO_RSYNC}
-        [ -z "$(ls -A)" ] || [ -f .deploy/remote.sh ] || exit {NOT_OURS}
+        [ -z "$(ls -A)" ] || [ -d releases ] || [ -f .deploy/remote.sh ] || exit {NOT_OURS}
+        mkdir -p releases || exit 1
+        if [ -d releases/{release} ]; then echo have-release; fi
+        if [ -d current/ ]; then echo have-current; fi
     """,
     )
     if proc.returncode == NO_RSYNC:
@@ -91,19 +108,23 @@ def connect(remote: Remote, pi_dir: str) -> None:
         raise StepError(
             "connect",
             f"{remote.target}:{pi_dir} is not empty and holds no earlier "
-            "deploy (.deploy/remote.sh); refusing to mirror into it with "
-            "--delete: choose another PI_DIR",
+            "deploy (releases/ or .deploy/remote.sh); refusing to deploy into it: "
+            "choose another PI_DIR",
         )
     if proc.returncode != 0:
         raise StepError(
             "connect", f"cannot create {remote.target}:{pi_dir}: {last_line(proc.stderr)}"
         )
+    return "have-release" in proc.stdout.split(), "have-current" in proc.stdout.split()
 
 
-def remote_sh(pi_dir: str, command: str) -> str:
+def remote_sh(pi_dir: str, command: str, release: str | None = None) -> str:
+    """Run remote.sh from a release folder (default: `current`), telling it where PI_DIR is."""
     q = shlex.quote(pi_dir)
+    where = f"releases/{release}" if release else "current"
     return (
-        f"cd -- {q} 2>/dev/null && [ -f .deploy/remote.sh ] || exit {NOT_OURS}\n"
+        f"cd -- {q} 2>/dev/null && [ -f {where}/.deploy/remote.sh ] || exit {NOT_OURS}\n"
+        f"FER_EDGE_ROOT=$PWD; export FER_EDGE_ROOT; cd {where} || exit {NOT_OURS}\n"
         f"exec sh .deploy/remote.sh {command}"
     )
 
@@ -115,7 +136,7 @@ def check_deployed(rc: int, remote: Remote, pi_dir: str) -> None:
         )
 
 
-def run_remote(remote: Remote, pi_dir: str, command: str) -> None:
+def run_remote(remote: Remote, pi_dir: str, command: str, release: str | None = None) -> None:
     """Run .deploy/remote.sh, echoing its lines, and turn a failure into the failing step."""
     state = {"step": command, "error": ""}
 
@@ -129,7 +150,7 @@ def run_remote(remote: Remote, pi_dir: str, command: str) -> None:
             print(f"  [pi] {line}", flush=True)
             state["last"] = line
 
-    rc = remote.stream(remote_sh(pi_dir, command), on_line)
+    rc = remote.stream(remote_sh(pi_dir, command, release), on_line)
     check_deployed(rc, remote, pi_dir)
     if rc == 255 and not state["error"]:
         raise StepError("connect", f"ssh {remote.target}: {state.get('last', 'connection failed')}")
@@ -138,26 +159,48 @@ def run_remote(remote: Remote, pi_dir: str, command: str) -> None:
 
 
 def cmd_deploy(args) -> None:
+    """Transfer into releases/ID.part, rename it to releases/ID, then remote.sh setup, which
+    installs, verifies and only then swaps `current` and restarts: a failed install or an
+    interrupted transfer leaves the running release as it was."""
+    if fleet(args):
+        return
     remote, pi_dir = remote_from(args)
     cfg = stage_config(args, pi_dir)
     with tempfile.TemporaryDirectory(prefix="fer-edge-stage-") as tmp:
         say(f"step 'stage': {cfg.model} + {cfg.yunet.name}, source {cfg.source}")
         try:
             build(cfg, Path(tmp))
+            rid = release_id(Path(tmp))
         except (StageError, OSError) as exc:
             raise StepError("stage", str(exc)) from None
         say(f"step 'connect': {remote.target}")
-        connect(remote, pi_dir)
-        say(f"step 'sync': -> {remote.target}:{pi_dir}")
-        changes = changed_files(remote.rsync(tmp, pi_dir))
+        have, has_current = connect(remote, pi_dir, rid)
+        if have:
+            changes = []
+        else:
+            part = f"{pi_dir}/releases/{rid}.part"
+            say(f"step 'sync': -> {remote.target}:{part}")
+            # Unchanged files are hard links to the current release's: only changes travel.
+            link = ("--link-dest=../../current/",) if has_current else ()
+            changes = changed_files(remote.rsync(tmp, part, *link))
+            q = shlex.quote(pi_dir)
+            done = remote.run("sync", f"cd -- {q}/releases && mv -T -- {rid}.part {rid}")
+            if done.returncode != 0:
+                raise StepError("sync", f"cannot rename {part}: {last_line(done.stderr)}")
     if changes:
         say(f"{len(changes)} file(s) changed:")
         for change in changes:
             print(f"  {change}")
     else:
         say("no files changed: nothing transferred")
-    run_remote(remote, pi_dir, "setup")
-    say(f"done: {remote.target}:{pi_dir}")
+    run_remote(remote, pi_dir, f"setup {rid}", release=rid)
+    say(f"done: {remote.target}:{pi_dir} release {rid}")
+
+
+def cmd_rollback(args) -> None:
+    if fleet(args):
+        return
+    run_remote(*remote_from(args), "rollback")
 
 
 def cmd_stage(args) -> None:
@@ -169,14 +212,20 @@ def cmd_stage(args) -> None:
 
 
 def cmd_status(args) -> None:
+    if fleet(args):
+        return
     run_remote(*remote_from(args), "status")
 
 
 def cmd_undeploy(args) -> None:
+    if fleet(args):
+        return
     run_remote(*remote_from(args), "undeploy --purge" if args.purge else "undeploy")
 
 
 def cmd_logs(args) -> None:
+    if fleet(args):
+        return
     remote, pi_dir = remote_from(args)
     rc = remote.interactive(remote_sh(pi_dir, "logs --journal" if args.journal else "logs"))
     check_deployed(rc, remote, pi_dir)
@@ -191,7 +240,9 @@ def cmd_check_wheels(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     target = argparse.ArgumentParser(add_help=False)
-    target.add_argument("--pi", default="", help="user@host (or a Host from ~/.ssh/config)")
+    target.add_argument(
+        "--pi", default="", help="user@host (or a Host from ~/.ssh/config); several: 'pi@a pi@b'"
+    )
     target.add_argument(
         "--pi_dir", default="fer-edge", help="folder on the Pi, relative to its home"
     )
@@ -240,6 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--journal", action="store_true", help="follow the service's journal instead")
     p.set_defaults(func=cmd_logs)
     p = sub.add_parser(
+        "rollback",
+        parents=[target],
+        formatter_class=fmt,
+        help="switch back to the previous release and restart the service",
+    )
+    p.set_defaults(func=cmd_rollback)
+    p = sub.add_parser(
         "undeploy",
         parents=[target],
         formatter_class=fmt,
@@ -257,7 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command(build_parser(), argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    parser.set_defaults(argv=argv)  # what fleet() hands to one process per Pi
+    return run_command(parser, argv)
 
 
 if __name__ == "__main__":

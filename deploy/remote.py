@@ -95,12 +95,13 @@ class Remote:
         sshd hang up the remote `tail -F` when we go; without it the tail would linger."""
         return _run("connect", self.ssh_argv(command, tty=True)).returncode
 
-    def rsync(self, src: str, dest_dir: str) -> list[str]:
+    def rsync(self, src: str, dest_dir: str, *extra: str) -> list[str]:
         """Mirror src/ into dest_dir/ and return rsync's itemized lines (one per change)."""
         rsh = shlex.join(["ssh", *self.ssh_opts, *OUR_SSH_OPTS])
         argv = [
             "rsync",
             *RSYNC_OPTS,
+            *extra,
             "-e",
             rsh,
             f"{src.rstrip('/')}/",
@@ -127,13 +128,16 @@ def _run(step: str, argv: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 def changed_files(itemized: list[str]) -> list[str]:
-    """Files rsync really sent or deleted. Lines like `.f..t......` (attributes only) and
-    directory entries are not changes of content, so they are left out."""
+    """Files rsync really sent or deleted. Lines like `.f..t......` (attributes only),
+    `cf..t......` (copied on the Pi from the --link-dest release: same bytes, another mtime)
+    and directory entries are not changes of content, so they are left out."""
     changes = []
     for line in itemized:
         flags, _, name = line.partition(" ")
         if flags == "*deleting":
             changes.append(f"deleted {name.strip()}")
-        elif flags[:1] in ("<", "c", "h") and flags[1:2] != "d":
+        elif flags[1:2] == "d" or len(flags) != 11:  # a directory, or rsync's own remark
+            continue
+        elif flags[:1] in ("<", "h") or (flags[:1] == "c" and "+++" in flags):
             changes.append(("new " if "+++" in flags else "updated ") + name)
     return changes

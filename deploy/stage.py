@@ -1,6 +1,6 @@
 """Build the folder that is mirrored to the Pi: the runtime and nothing else.
 
-Layout of a stage (and so of PI_DIR on the Pi):
+Layout of a stage (and so of a release, PI_DIR/releases/ID/, on the Pi):
 
     Makefile                      deploy/Makefile.pi: run, bench, checks, status, logs
     requirements-edge.txt         generated from pyproject.toml's `edge` extra
@@ -12,10 +12,16 @@ Layout of a stage (and so of PI_DIR on the Pi):
     .deploy/mqtt-password         only with MQTT_PASSWORD_FILE: mode 600, the service user's
 
 Everything is generated from its source of truth each time, so a stage is never stale.
+
+On the Pi, PI_DIR holds releases/ID/ (ID = `release_id`, the stage's content hash), `current`
+and `previous` (symlinks to releases, swapped by rename), venvs/KEY/ (one per requirements
+and Python version, shared by releases) and logs/; remote.sh links each release's .venv and
+logs to those.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -195,7 +201,8 @@ def check_model(model: Path) -> None:
 
 
 def render(template: str, cfg: StageConfig) -> str:
-    root = unit_root(cfg.pi_dir)
+    # The units run whatever release `current` points at when they start (releases/ below).
+    root = f"{unit_root(cfg.pi_dir)}/current"
     exec_args = [
         "-m",
         "fer_edge.edge",
@@ -290,3 +297,17 @@ def build_into(cfg: StageConfig, out: Path) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def release_id(stage: Path) -> str:
+    """A stage's content hash (paths, modes, bytes): the name of its release on the Pi, so the
+    same runtime, model and settings are the same release and a redeploy transfers nothing."""
+    h = hashlib.sha256()
+    for path in sorted(stage.rglob("*")):
+        rel = path.relative_to(stage).as_posix()
+        if path.is_symlink():
+            h.update(f"L {rel} {os.readlink(path)}\0".encode())
+        elif path.is_file():
+            h.update(f"F {rel} {path.stat().st_mode & 0o777:o}\0".encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:12]

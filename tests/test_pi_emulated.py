@@ -37,6 +37,7 @@ pytestmark = pytest.mark.slow
 PI_VIDEO = "/home/pi/media/face_480.mp4"
 PI_FRAMES = "/home/pi/media/face_480_frames"  # its first FRAMES frames as decoded here, PNG
 PI_DIR = "/home/pi/fer-edge"
+CURRENT = f"{PI_DIR}/current"  # the release that runs (deploy/remote.sh)
 FRAMES = 90  # the first ~3 s of the video: ~30 s of emulated runtime
 AARCH64 = 183  # ELF e_machine of aarch64
 
@@ -282,7 +283,7 @@ def test_make_deploy_to_emulated_pi(emulated_pi, tmp_path, capsys):
     assert f"created .venv (Python {pi.os.python}." in out
     assert "installed requirements-edge.txt" in out
     assert "service steps skipped: systemd is not running" in out
-    site = next(pi.host_path(f"{PI_DIR}/.venv/lib").glob("python3.*/site-packages"))
+    site = next(pi.host_path(f"{CURRENT}/.venv/lib").glob("python3.*/site-packages"))
     assert site.parent.name == f"python{pi.os.python}"
     for dist in ("numpy", "opencv_python_headless", "ai_edge_litert"):
         wheel = next(site.glob(f"{dist}-*.dist-info")) / "WHEEL"
@@ -290,15 +291,15 @@ def test_make_deploy_to_emulated_pi(emulated_pi, tmp_path, capsys):
         assert tags and all("aarch64" in t for t in tags), (dist, tags)
     assert elf_machine(next(site.glob("cv2/cv2.abi3.so"))) == AARCH64
     probe = pi.ssh(
-        f"cd {PI_DIR} && .venv/bin/python -c "
+        f"cd {CURRENT} && .venv/bin/python -c "
         "'import platform, cv2, ai_edge_litert; print(platform.machine())'"
     )
     assert probe.stdout.strip() == "aarch64", probe.stderr
 
     # 2. The service's own command line, from the deployed unit, runs on aarch64.
-    unit = pi.host_path(f"{PI_DIR}/.deploy/fer-edge.service").read_text()
+    unit = pi.host_path(f"{CURRENT}/.deploy/fer-edge.service").read_text()
     workdir, argv = unit_command(unit, pi.home)
-    assert workdir == PI_DIR and argv[argv.index("--source") + 1] == PI_VIDEO
+    assert workdir == CURRENT and argv[argv.index("--source") + 1] == PI_VIDEO
     pi_events, fps = run_service(pi, workdir, argv)
     x86_events = x86_reference(pi, workdir, argv, tmp_path / "x86.jsonl", VIDEO_480)
     decoded = agreement(pi_events, x86_events)
@@ -353,13 +354,13 @@ def test_make_deploy_to_emulated_pi(emulated_pi, tmp_path, capsys):
 
     # 5. The benchmark harness runs there, its numbers labelled emulated.
     bench = pi.ssh(
-        f"cd {PI_DIR} && make bench BENCH_ARGS='--frames 5 --warmup 2 --baseline_frames 0 "
+        f"cd {CURRENT} && make bench BENCH_ARGS='--frames 5 --warmup 2 --baseline_frames 0 "
         "--configs default --modes pipeline'",
         timeout=900,
     )
     assert bench.returncode == 0, bench.stdout + bench.stderr
     assert f"bench: EMULATED Pi (qemu-user {pi.cpu}" in bench.stdout
-    result = next(pi.host_path(f"{PI_DIR}/benchmarks/results/emulated").glob("*/pipeline.json"))
+    result = next(pi.host_path(f"{CURRENT}/benchmarks/results/emulated").glob("*/pipeline.json"))
     assert result.parent.name.startswith(f"emulated-{pi.cpu}-qemu-user-")  # the slug says so
     measured = json.loads(result.read_text())
     assert measured["machine"]["arch"] == "aarch64"
@@ -380,11 +381,11 @@ def test_make_deploy_to_emulated_pi(emulated_pi, tmp_path, capsys):
     assert mqtt.returncode == 0, mqtt.stderr
     if edge_requirements(mqtt=True) != edge_requirements():  # pyproject has an `mqtt` extra
         assert "installed requirements-edge.txt" in mqtt.stdout
-        client = pi.ssh(f"{PI_DIR}/.venv/bin/python -c 'import paho.mqtt.client'")
+        client = pi.ssh(f"{CURRENT}/.venv/bin/python -c 'import paho.mqtt.client'")
         assert client.returncode == 0, client.stderr
     else:
         assert "pip install skipped" in mqtt.stdout
-    unit = pi.host_path(f"{PI_DIR}/.deploy/fer-edge.service").read_text()
+    unit = pi.host_path(f"{CURRENT}/.deploy/fer-edge.service").read_text()
     _, argv = unit_command(unit, pi.home)
     assert argv[-6:] == [
         "--mqtt",
@@ -394,7 +395,7 @@ def test_make_deploy_to_emulated_pi(emulated_pi, tmp_path, capsys):
         "--dashboard",
         "8080",
     ]
-    on_pi = pi.host_path(f"{PI_DIR}/.deploy/mqtt-password")
+    on_pi = pi.host_path(f"{CURRENT}/.deploy/mqtt-password")
     st = on_pi.stat()
     assert oct(st.st_mode & 0o777) == "0o600" and st.st_uid == pi.uid
     assert on_pi.read_text() == "s3cret-for-test\n"
@@ -402,7 +403,7 @@ def test_make_deploy_to_emulated_pi(emulated_pi, tmp_path, capsys):
     plain = make("deploy", *target(pi), f"SOURCE={PI_VIDEO}")
     assert plain.returncode == 0 and not on_pi.exists()
     assert result.is_file(), "a redeploy deleted the Pi's benchmark results"
-    assert "--mqtt" not in pi.host_path(f"{PI_DIR}/.deploy/fer-edge.service").read_text()
+    assert "--mqtt" not in pi.host_path(f"{CURRENT}/.deploy/fer-edge.service").read_text()
 
     # 7. Undeploy with PURGE=1 removes everything deploy put there.
     purged = make("undeploy", *target(pi), "PURGE=1")
