@@ -140,3 +140,15 @@ def test_sidecar_is_plain_json(int8_model):
     data = json.loads((int8_model.parent / f"{int8_model.name}.json").read_text())
     assert data["labels"] == ["neutral", "happy", "sad", "angry", "surprise"]
     assert data["input_dtype"] == "int8" and data["input_size"] == 48
+
+
+def test_crop_takes_grey_with_or_without_a_channel_axis_and_names_what_it_refuses():
+    img = np.random.default_rng(3).integers(0, 256, (60, 80), dtype=np.uint8)
+    c = Contract(input_size=48, margin=0.1)
+    np.testing.assert_array_equal(crop_face(img[:, :, None], (20, 10, 40, 40), c),
+                                  crop_face(img, (20, 10, 40, 40), c))  # fmt: skip
+    two = np.stack([img, img], axis=2)
+    with pytest.raises(ValueError, match=r"unsupported image shape \(\d+, \d+, 2\)"):
+        crop_face(two, (20, 10, 40, 40), c)
+    with pytest.raises(ValueError, match="unknown interpolation 'linear' in model contract"):
+        crop_face(img, (20, 10, 40, 40), c.with_(interpolation="linear"))

@@ -4,6 +4,8 @@ and int8 quantisation. Fast (no video, no training): part of `make test-fast`.""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from fer_edge.edge.contract import Contract
@@ -149,15 +151,23 @@ def test_metrics_equal_counting_one_prediction_at_a_time(case):
     y_true = [t for t, _ in pairs]
     y_pred = [p for _, p in pairs]
     labels = tuple(f"c{i}" for i in range(k))
-    got = classification_report(np.array(y_true, int), np.array(y_pred, int), labels)
+    # Freed small arrays full of 7.5 go to numpy's allocation cache: a ratio left undefined
+    # (a class never true or never predicted) would read them back unless it is set to 0.
+    poison = [np.full(k, 7.5) for _ in range(20)]
+    del poison
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy warns of `where` without `out`
+        got = classification_report(np.array(y_true, int), np.array(y_pred, int), labels)
     ref = reference_report(y_true, y_pred, k)
     assert got["n"] == ref["n"] and got["confusion"] == ref["confusion"]
+    # counts stay integers in the JSON a user reads (3, not 3.0)
+    assert all(type(v) is int for row in got["confusion"] for v in row)
     assert got["accuracy"] == pytest.approx(ref["accuracy"], abs=1e-12)
     assert got["macro_f1"] == pytest.approx(ref["macro_f1"], abs=1e-12)
     assert got["labels"] == list(labels)
     for name, (precision, recall, f1, n) in zip(labels, ref["per_class"]):
         pc = got["per_class"][name]
-        assert pc["n"] == n
+        assert pc["n"] == n and got["recall"][name] == pc["recall"]  # the headline recall
         assert (pc["precision"], pc["recall"], pc["f1"]) == pytest.approx(
             (precision, recall, f1), abs=1e-12
         )
@@ -208,3 +218,46 @@ def test_int8_output_is_dequantised_with_the_models_own_scale(int8_pair, faces):
         np.testing.assert_allclose(plain.predict(crop), expected, atol=1e-6)
         np.testing.assert_allclose(fast.predict(crop), expected, atol=1e-6)
         assert probs.min() >= 0 and abs(probs.sum() - 1) <= len(probs) * scale
+
+
+def reference_calibration(probs: np.ndarray, y_true: np.ndarray, bins: int) -> tuple:
+    """ECE and per-bin counts, one face at a time: a face with top probability c falls in the
+    bin (lo, hi] holding c (c = 0 in the first bin)."""
+    counts, hits, confs = [0] * bins, [0] * bins, [0.0] * bins
+    for p, t in zip(probs, y_true):
+        c = max(p)
+        b = next(i for i in range(bins) if c <= (i + 1) / bins) if c > 0 else 0
+        counts[b] += 1
+        hits[b] += int(list(p).index(c) == t)
+        confs[b] += c
+    n = len(probs)
+    ece = sum(counts[b] / n * abs(hits[b] / counts[b] - confs[b] / counts[b])
+              for b in range(bins) if counts[b])  # fmt: skip
+    return ece, counts
+
+
+@SETTINGS
+@given(
+    st.integers(1, 60).flatmap(
+        lambda n: st.tuples(
+            st.lists(
+                st.lists(st.integers(0, 20), min_size=3, max_size=3), min_size=n, max_size=n
+            ),  # fmt: skip
+            st.lists(st.integers(0, 2), min_size=n, max_size=n),
+        )
+    ),
+    st.sampled_from([15, 10, 4]),
+)
+def test_calibration_equals_binning_one_face_at_a_time(case, bins):
+    from fer_edge.evaluation.metrics import calibration
+
+    weights, y_true = case
+    # probabilities from small integers: ties and confidences exactly on bin edges happen
+    w = np.array(weights, np.float64) + 1e-3 * np.array([[0, 1, 2]])  # no argmax ties
+    probs = w / w.sum(1, keepdims=True)
+    got = calibration(probs, np.array(y_true), bins)
+    ece, counts = reference_calibration(probs.tolist(), y_true, bins)
+    assert got["ece"] == pytest.approx(ece, abs=1e-9) and got["ece_bins"] == bins
+    assert [row["n"] for row in got["reliability"]] == counts
+    edges = [x for row in got["reliability"] for x in (row["lo"], row["hi"])]
+    assert edges == pytest.approx([x for b in range(bins) for x in (b / bins, (b + 1) / bins)])
