@@ -29,7 +29,7 @@ from deploy.stage import (
     resolve_yunet,
 )
 
-README_COMMANDS = ("deploy", "deploy-status", "logs", "undeploy")
+README_COMMANDS = ("deploy", "deploy-status", "logs", "rollback", "undeploy")
 
 
 def make_n(*args: str, env: dict | None = None) -> str:
