@@ -486,7 +486,7 @@ def headline_block(src: Sources) -> list[str]:
             "(emulation checks that it works, not how fast a Pi is)."
         )
     return [
-        stamp(cs[0], "`make cards` and `make bench`", src),
+        stamp(cs[0], "`make figures` (`make cards`, `make bench`, the emulated-Pi test)", src),
         "",
         *table(columns, rows),
         "",
