@@ -4,6 +4,7 @@ and int8 quantisation. Fast (no video, no training): part of `make test-fast`.""
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -12,11 +13,15 @@ from fer_edge.edge.contract import Contract
 from fer_edge.edge.crop import crop_face, square_box
 from fer_edge.edge.tracking import Tracker
 from fer_edge.edge.types import Box
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 from reference import reference_crop, reference_gray, reference_report, reference_square
 
 # deadline off: the machine is shared with training, so one example may take a while
+# Under mutation testing (benchmarks/mutation.py sets FER_EDGE_HYPOTHESIS=mutation) a failing
+# example is reported as found: shrinking it would take longer than mutmut's timeout.
+settings.register_profile("mutation", phases=[Phase.explicit, Phase.reuse, Phase.generate])
+settings.load_profile(os.environ.get("FER_EDGE_HYPOTHESIS", "default"))
 # database off: no .hypothesis/ folder left in the checkout
 SETTINGS = settings(
     max_examples=60,
