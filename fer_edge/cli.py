@@ -38,9 +38,9 @@ def build_parser() -> OneLineParser:
     return parser
 
 
+def main(argv: list[str] | None = None) -> int:
     # before any command imports TensorFlow, LiteRT or OpenCV: they read it when they load
     quiet_native_logs(debug_requested(sys.argv[1:] if argv is None else argv))
-def main(argv: list[str] | None = None) -> int:
     return run_command(build_parser(), argv)
 
 
