@@ -221,13 +221,13 @@ lint: $(STAMP) ## ruff
 
 # where `make typecheck` links the folders into the installed layout (fer_edge/edge, ...)
 TYPECHECK_DIR ?= /tmp/fer-edge-typecheck
-typecheck: $(STAMP) ## mypy over the runtime as installed (fer_edge.edge); config in pyproject.toml
+typecheck: $(STAMP) ## mypy over the runtime and evaluation as installed (fer_edge.edge, .evaluation)
 	@rm -rf $(TYPECHECK_DIR) && mkdir -p $(TYPECHECK_DIR)/fer_edge
 	@for f in fer_edge/*.py; do ln -s $(CURDIR)/$$f $(TYPECHECK_DIR)/fer_edge/; done
 	@for d in edge evaluation train convert benchmarks models; do \
 	    [ -e $$d ] && ln -s $(CURDIR)/$$d $(TYPECHECK_DIR)/fer_edge/$$d; done; true
-	cd $(TYPECHECK_DIR) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
-	    --python-executable $(CURDIR)/$(BIN)/python -p fer_edge.edge
+	cd $(TYPECHECK_DIR) && $(abspath $(BIN))/mypy --config-file $(CURDIR)/pyproject.toml \
+	    --python-executable $(abspath $(BIN))/python -p fer_edge.edge -p fer_edge.evaluation
 
 # modules `make mutation` mutates (repository paths, comma-separated; empty = the default list
 # in benchmarks/mutation.py: the runtime's stages, the conversion gate, FER+ rules, deploy)
