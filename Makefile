@@ -189,7 +189,7 @@ bench: $(STAMP) ## runtime FPS and per-stage latency on BENCH_VIDEO
 bench-accuracy: $(STAMP) ## every model variant on PublicTest and PrivateTest -> benchmarks/results
 	$(FER) bench-accuracy --data "$(DATA)" --models $(MODELS) $(ARGS)
 
-figures: $(STAMP) ## every README figure, one go, one machine (~1 h, idle machine, root for the Pi part)
+figures: $(STAMP) ## every figure of README.md and docs/, one go, one machine (~1 h, idle machine, root for the Pi part)
 	$(MAKE) --no-print-directory cards bench-accuracy ARGS=
 	$(MAKE) --no-print-directory bench ARGS="--rounds 3"
 	$(BIN)/python -m fer_edge.benchmarks.sinks --source "$(BENCH_VIDEO)" --rounds 9 \
@@ -198,7 +198,7 @@ figures: $(STAMP) ## every README figure, one go, one machine (~1 h, idle machin
 	    tests/test_pi_emulated.py -k make_deploy
 	$(MAKE) --no-print-directory readme
 
-readme: $(STAMP) ## render the README's figure blocks from the newest benchmarks/results/ folder
+readme: $(STAMP) ## render the figure blocks of README.md and docs/*.md from the newest benchmarks/results/ folder
 	$(BIN)/python -m fer_edge.benchmarks.readme
 
 run: $(STAMP) ## live detection on SOURCE (default camera 0) with MODEL
