@@ -94,13 +94,41 @@ def test_default_pipeline_smooths_the_real_models_output(recognizer, frames):
 def test_a_face_keeps_its_track_through_five_missed_frames_not_six():
     tracker = Tracker()  # max_missed 5
     box, other = Box(100, 100, 60, 60), Box(400, 100, 60, 60)
-    assert tracker.update([box], [NEUTRAL])[0][0] == 0
+    for _ in range(2):  # a new track, then one that continues
+        assert tracker.update([box], [NEUTRAL])[0][0] == 0
     for _ in range(5):
-        tracker.update([other], [HAPPY])  # the first face unseen (another one elsewhere)
+        assert tracker.update([], []) == []
     assert tracker.update([box], [NEUTRAL])[0][0] == 0  # back after 5 misses: same track
+    # unseen for 6 frames while another face arrives (id 1) and stays: the first one is gone
     for _ in range(6):
-        tracker.update([], [])
-    assert tracker.update([box], [NEUTRAL])[0][0] == 2  # 6 misses: a new face, a new id
+        assert tracker.update([other], [HAPPY])[0][0] == 1
+    assert tracker.update([box], [NEUTRAL])[0][0] == 2  # a new face, a new id
+    assert tracker.update([other], [HAPPY])[0][0] == 1  # the other kept its own
+
+
+def test_each_box_takes_the_best_track_still_free():
+    # Track 0 at the left, track 1 at the right. The left box overlaps track 0 most (IoU 0.9)
+    # and track 1 a little; the right box overlaps only track 1 (IoU 0.4). Matching in order
+    # of IoU: left -> 0, (left, 1) skipped as left is taken, right -> 1.
+    tracker = Tracker()
+    tracker.update([Box(0, 0, 100, 100), Box(60, 0, 100, 100)], [NEUTRAL, HAPPY])
+    left, right = Box(5, 0, 100, 100), Box(103, 0, 100, 100)
+    assert left.iou(Box(0, 0, 100, 100)) == pytest.approx(95 / 105)
+    assert right.iou(Box(60, 0, 100, 100)) == pytest.approx(57 / 143)
+    assert [tid for tid, _ in tracker.update([left, right], [NEUTRAL, HAPPY])] == [0, 1]
+
+
+def test_an_iou_exactly_at_the_threshold_continues_the_track():
+    # 13 px boxes 7 px apart: IoU = (13 - 7) / (13 + 7) = 0.3, the threshold itself
+    assert Box(0, 0, 13, 13).iou(Box(7, 0, 13, 13)) == 0.3
+    tracker = Tracker(iou_threshold=0.3)
+    tracker.update([Box(0, 0, 13, 13)], [NEUTRAL])
+    assert tracker.update([Box(7, 0, 13, 13)], [NEUTRAL])[0][0] == 0
+
+
+def test_a_new_face_without_probabilities_is_refused_by_its_box():
+    with pytest.raises(ValueError, match=r"a new face at \(1, 2, 30, 40\) needs probabilities"):
+        Tracker().update([Box(1, 2, 30, 40)], [None])
 
 
 def test_a_box_moved_past_the_iou_threshold_is_a_new_face():
@@ -298,3 +326,6 @@ def test_conversion_gate_uses_the_limits_it_is_given():
     assert gate_problem(0.89, 0.0, loose).startswith("89.0% top-1 agreement")
     assert gate_problem(0.99, 0.021, loose) == "accuracy 2.10 points below Keras (> 2.0)"
     assert gate_problem(1.0, 0.0, ConvertConfig(max_drop=-0.01)) != ""  # must beat Keras
+    strict = ConvertConfig(min_agreement=0.975, max_drop=0.2)
+    assert gate_problem(0.97, 0.0, strict) == "97.0% top-1 agreement with Keras (< 98%)"
+    assert gate_problem(0.98, 0.25, strict) == "accuracy 25.00 points below Keras (> 20.0)"

@@ -152,3 +152,23 @@ def test_crop_takes_grey_with_or_without_a_channel_axis_and_names_what_it_refuse
         crop_face(two, (20, 10, 40, 40), c)
     with pytest.raises(ValueError, match="unknown interpolation 'linear' in model contract"):
         crop_face(img, (20, 10, 40, 40), c.with_(interpolation="linear"))
+
+
+@pytest.mark.parametrize(
+    "box",
+    # squares (margin 0) that end exactly at the top or left edge, or start exactly at the
+    # bottom or right edge of the 80x60 frame: nothing of the face is in it
+    [(10, -20, 20, 20), (-20, 10, 20, 20), (80, 10, 20, 20), (10, 60, 20, 20), (0, -1, 1, 1)],
+)
+def test_a_face_square_outside_the_frame_is_refused(box):
+    img = np.zeros((60, 80), np.uint8)
+    c = Contract(input_size=48, margin=0.0)
+    with pytest.raises(ValueError, match="lies outside the 80x60 frame"):
+        crop_face(img, box, c)
+    x, y, w, h = box  # one pixel further in, and the square touches the frame
+    inward = (x + (x < 0) - (x >= 80), y + (y < 0) - (y >= 60), w, h)
+    assert crop_face(img, inward, c).shape == (48, 48)
+    # and further out: ends below zero must not count from the far edge as a slice would
+    far = (x - 25 * (x <= 0), y - 25 * (y <= 0), w, h)
+    with pytest.raises(ValueError, match="lies outside the 80x60 frame"):
+        crop_face(img, far, c)
