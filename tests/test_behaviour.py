@@ -94,8 +94,10 @@ def test_default_pipeline_smooths_the_real_models_output(recognizer, frames):
 def test_a_face_keeps_its_track_through_five_missed_frames_not_six():
     tracker = Tracker()  # max_missed 5
     box, other = Box(100, 100, 60, 60), Box(400, 100, 60, 60)
-    for _ in range(2):  # a new track, then one that continues
-        assert tracker.update([box], [NEUTRAL])[0][0] == 0
+    assert tracker.update([box], [NEUTRAL])[0][0] == 0  # a new track ...
+    for _ in range(5):
+        assert tracker.update([], []) == []
+    assert tracker.update([box], [NEUTRAL])[0][0] == 0  # ... survives 5 misses too
     for _ in range(5):
         assert tracker.update([], []) == []
     assert tracker.update([box], [NEUTRAL])[0][0] == 0  # back after 5 misses: same track
@@ -107,14 +109,15 @@ def test_a_face_keeps_its_track_through_five_missed_frames_not_six():
 
 
 def test_each_box_takes_the_best_track_still_free():
-    # Track 0 at the left, track 1 at the right. The left box overlaps track 0 most (IoU 0.9)
-    # and track 1 a little; the right box overlaps only track 1 (IoU 0.4). Matching in order
-    # of IoU: left -> 0, (left, 1) skipped as left is taken, right -> 1.
+    # Tracks 0 at x = 0 and 1 at x = 40 (100 px squares). The left box overlaps track 0 most
+    # and track 1 next; the right box overlaps only track 1, less than the left box does.
+    # In order of IoU: left -> 0; (left, 1) skipped, left is taken; right -> 1.
     tracker = Tracker()
-    tracker.update([Box(0, 0, 100, 100), Box(60, 0, 100, 100)], [NEUTRAL, HAPPY])
-    left, right = Box(5, 0, 100, 100), Box(103, 0, 100, 100)
-    assert left.iou(Box(0, 0, 100, 100)) == pytest.approx(95 / 105)
-    assert right.iou(Box(60, 0, 100, 100)) == pytest.approx(57 / 143)
+    tracker.update([Box(0, 0, 100, 100), Box(40, 0, 100, 100)], [NEUTRAL, HAPPY])
+    left, right = Box(2, 0, 100, 100), Box(85, 0, 100, 100)
+    assert left.iou(Box(0, 0, 100, 100)) == pytest.approx(98 / 102)
+    assert left.iou(Box(40, 0, 100, 100)) == pytest.approx(62 / 138)  # 0.449
+    assert right.iou(Box(40, 0, 100, 100)) == pytest.approx(55 / 145)  # 0.379
     assert [tid for tid, _ in tracker.update([left, right], [NEUTRAL, HAPPY])] == [0, 1]
 
 

@@ -13,7 +13,7 @@ from fer_edge.edge.contract import Contract
 from fer_edge.edge.crop import crop_face, square_box
 from fer_edge.edge.tracking import Tracker
 from fer_edge.edge.types import Box
-from hypothesis import HealthCheck, Phase, assume, given, settings
+from hypothesis import HealthCheck, Phase, assume, example, given, settings
 from hypothesis import strategies as st
 from reference import reference_crop, reference_gray, reference_report, reference_square
 
@@ -51,6 +51,11 @@ def frames_and_boxes(draw):
 
 @SETTINGS
 @given(frames_and_boxes())
+# always tried (also under mutation testing, where a run must not depend on luck): a face
+# enlarged to the input, one cut by the bottom-right corner, one wholly above the frame
+@example(((60, 80), (20, 10, 20, 20), 0.1, 48, 1))
+@example(((60, 80), (70, 50, 40, 40), 0.1, 48, 2))
+@example(((8, 8), (0, -2, 1, 1), 0.0, 48, 3))
 def test_crop_at_any_box_equals_the_reference(case):
     (h, w), box, margin, size, seed = case
     img = noise(seed, (h, w))
