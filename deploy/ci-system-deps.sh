@@ -4,7 +4,9 @@
 # Makefiles), python3-venv (the "Pi" builds its venv) and systemd's analyzer (unit checks);
 # for the emulated arm64 Pi (tests/test_pi_emulated.py, deploy/pi/): debootstrap (builds its
 # Debian userland) and qemu-user-static (runs its arm64 programs through binfmt_misc, which
-# deploy/pi registers itself, so binfmt-support is not needed); mosquitto (the MQTT test's
+# deploy/pi registers itself, so binfmt-support is not needed); for the whole emulated Pi that
+# boots (tests/test_pi_system.py, deploy/pi/system.py): qemu-system-arm (qemu-system-aarch64),
+# qemu-utils (qemu-img, its copy-on-write disks) and e2fsprogs (mkfs.ext4 -d); mosquitto (the MQTT test's
 # broker, with mosquitto_passwd), chromium + chromium-driver (the dashboard's browser test),
 # openssl (the MQTT TLS test's certificates); for the overlay window's test (tests/test_window.py):
 # xvfb (a real X server), xdotool (finds the window, presses q), imagemagick (`import` grabs its
@@ -15,7 +17,7 @@
 set -euo pipefail
 
 wanted=(openssh-server openssh-client rsync make python3-venv systemd debootstrap qemu-user-static
-    mosquitto chromium chromium-driver openssl xvfb xdotool imagemagick libgl1)
+    qemu-system-arm qemu-utils e2fsprogs mosquitto chromium chromium-driver openssl xvfb xdotool imagemagick libgl1)
 
 missing=()
 for pkg in "${wanted[@]}"; do

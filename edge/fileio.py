@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -65,6 +68,35 @@ class LineAppender:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         # Cutting back only makes sense on a regular file (not /dev/full, a pipe, a tty).
         self._regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
+        self.cut_at_open = self._cut_torn_tail() if self._regular else 0  # bytes removed
+
+    def _cut_torn_tail(self) -> int:
+        """A power cut can leave the file ending in part of a write (ext4 writes back pages,
+        and the size on disk follows them); appending after it would glue the next line onto
+        the fragment. Cut back to the last newline instead, and say so."""
+        size = os.fstat(self._fd).st_size
+        if size == 0:
+            return 0
+        keep, pos = 0, size
+        with open(self.path, "rb") as f:
+            while pos > 0:
+                start = max(0, pos - 65536)
+                f.seek(start)
+                block = f.read(pos - start)
+                if pos == size and block.endswith(b"\n"):
+                    return 0
+                newline = block.rfind(b"\n")
+                if newline >= 0:
+                    keep = start + newline + 1
+                    break
+                pos = start
+        os.ftruncate(self._fd, keep)
+        log.warning(
+            "%s ended in half a line (%d bytes, left by a crash or power cut); "
+            "cut back to its last whole line",
+            self.path, size - keep,
+        )  # fmt: skip
+        return size - keep
 
     def append(self, data: bytes) -> None:
         """Write all of `data` or, on OSError (ENOSPC, EIO, EFBIG ...), none of it."""

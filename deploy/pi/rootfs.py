@@ -95,6 +95,10 @@ def require_tools(*tools: str) -> None:
         "ssh": "openssh-client",
         "ssh-keygen": "openssh-client",
         "tar": "tar",
+        "scp": "openssh-client",
+        "qemu-system-aarch64": "qemu-system-arm",
+        "qemu-img": "qemu-utils",
+        "mkfs.ext4": "e2fsprogs",
     }
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
