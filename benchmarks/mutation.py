@@ -1,0 +1,224 @@
+"""Mutation testing with mutmut 3: which small bugs in the runtime would the fast tests miss?
+
+    python -m fer_edge.benchmarks.mutation run [--modules edge/crop.py,...] [--tests ...]
+    python -m fer_edge.benchmarks.mutation report STAGE OUT
+
+mutmut 3 names a mutant after the module path of the file it mutates (edge/crop.py ->
+`edge.crop`), but the tests import the installed name, `fer_edge.edge.crop` (package-dir in
+pyproject.toml), so run in the repository it would stop with "tests import the source under a
+different module path". `run` therefore stages the installed layout in STAGE (fer_edge/ with
+edge/, evaluation/, convert/, ... inside, the tests, deploy/, links to models/ and ../shared),
+where mutmut's mutants/ copy shadows the editable install on sys.path; mutmut then mutates
+only --modules. `report` reads mutmut's results there and writes, under OUT, the score per
+module and every surviving mutant with its diff, plus the reasons kept in REASONS_FILE for
+survivors judged equivalent or harmless.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# What `make mutation` mutates: the runtime's stages, the conversion gate, FER+ label rules
+# and deploy's command construction (paths in the repository).
+MODULES = (
+    "edge/crop.py", "edge/contract.py", "edge/classifier.py", "edge/tracking.py",
+    "edge/pipeline.py", "edge/detectors.py", "edge/sinks.py", "edge/mqtt.py",
+    "edge/dashboard.py", "edge/config.py", "evaluation/metrics.py", "convert/tflite.py",
+    "evaluation/ferplus.py", "deploy/deploy.py", "deploy/remote.py",
+)  # fmt: skip
+# repository folder -> where it sits in the installed package (pyproject's package-dir)
+PACKAGE_DIRS = ("edge", "evaluation", "train", "convert", "benchmarks")
+FAST_TESTS = ("tests", "-m", "not slow")
+# Survivors judged equivalent or harmless: "mutant name" -> one-line reason. Kept beside the
+# report so a re-run keeps the judgement of mutants that did not change.
+REASONS_FILE = "reasons.json"
+
+
+def installed_name(path: str) -> str:
+    """edge/crop.py -> fer_edge/edge/crop.py; deploy/ is not installed and stays where it is."""
+    return path if path.startswith("deploy/") else f"fer_edge/{path}"
+
+
+def stage(stage_dir: Path, modules: list[str], tests: list[str]) -> None:
+    """The installed layout in stage_dir, with a pyproject.toml telling mutmut what to do."""
+    if stage_dir.exists():
+        shutil.rmtree(stage_dir)
+    pkg = stage_dir / "fer_edge"
+    pkg.mkdir(parents=True)
+    for f in (ROOT / "fer_edge").glob("*.py"):
+        shutil.copy2(f, pkg / f.name)
+    ignore = shutil.ignore_patterns("__pycache__", "results", "*.pyc")
+    for d in PACKAGE_DIRS:
+        if (ROOT / d).is_dir():
+            shutil.copytree(ROOT / d, pkg / d, ignore=ignore)
+    shutil.copytree(ROOT / "deploy", stage_dir / "deploy", ignore=ignore)
+    shutil.copytree(ROOT / "tests", stage_dir / "tests", ignore=ignore)
+    # large files stay where they are: links, followed by the tests (conftest: ROOT/models,
+    # ROOT.parent/shared) and by the runtime (edge/config.py: fer_edge/models)
+    mutants = stage_dir / "mutants"
+    (mutants / "fer_edge").mkdir(parents=True)  # mutmut copies the package into it
+    for where in (pkg / "models", stage_dir / "models", mutants / "models",
+                  mutants / "fer_edge" / "models"):  # fmt: skip
+        where.symlink_to(ROOT / "models")
+    for where in (stage_dir.parent / "shared", stage_dir / "shared"):
+        if not where.exists():
+            where.symlink_to(ROOT.parent / "shared")
+    (mutants / "shared").symlink_to(ROOT.parent / "shared")
+    # deploy/stage.py copies the repository's folders (edge/, benchmarks/) into a Pi bundle:
+    # there they are the unmutated sources (deploy's tests are about the bundle, not the runtime)
+    for d in PACKAGE_DIRS:
+        if (ROOT / d).is_dir():
+            (mutants / d).symlink_to(ROOT / d)
+    text = (ROOT / "pyproject.toml").read_text()
+    text = re.sub(r"(?ms)^\[tool\.mutmut\].*?(?=^\[|\Z)", "", text)
+    only = ", ".join(json.dumps(installed_name(m)) for m in modules)
+    text += (
+        "\n[tool.mutmut]\n"
+        'source_paths = ["fer_edge", "deploy"]\n'
+        f"only_mutate = [{only}]\n"
+        'also_copy = ["deploy"]\n'
+        f"pytest_add_cli_args = {json.dumps(['-p', 'no:cacheprovider', '-q', '-x'])}\n"
+        f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
+    )
+    (stage_dir / "pyproject.toml").write_text(text)
+
+
+def results(stage_dir: Path) -> dict[str, str]:
+    """mutant name -> status (killed, survived, no tests, timeout, ...) from mutmut."""
+    out = subprocess.run(
+        [sys.executable, "-m", "mutmut", "results", "--all", "true"],
+        cwd=stage_dir, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    found = {}
+    for line in out.splitlines():
+        name, sep, status = line.strip().rpartition(": ")
+        if sep and "__mutmut_" in name:
+            found[name] = status
+    return found
+
+
+def module_of(mutant: str) -> str:
+    """fer_edge.edge.crop.x_crop_face__mutmut_3 -> fer_edge.edge.crop (methods: .xǁClassǁ...)"""
+    return re.split(r"\.x[_ǁ]", mutant, maxsplit=1)[0]
+
+
+def diff_of(stage_dir: Path, mutant: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "mutmut", "show", mutant],
+        cwd=stage_dir, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return "\n".join(ln for ln in out.splitlines() if ln.startswith(("-", "+")) and
+                     not ln.startswith(("---", "+++")))  # fmt: skip
+
+
+def report(
+    stage_dir: Path, out: Path, wall_seconds: float | None = None, command: str = ""
+) -> dict:
+    """Score per module and every survivor (diff, reason when judged) -> out/*.json, *.md."""
+    out.mkdir(parents=True, exist_ok=True)
+    reasons_path = out / REASONS_FILE
+    reasons = json.loads(reasons_path.read_text()) if reasons_path.exists() else {}
+    status = results(stage_dir)
+    modules: dict[str, dict] = {}
+    for name, st in sorted(status.items()):
+        m = modules.setdefault(
+            module_of(name), {"killed": 0, "timeout": 0, "survived": 0, "other": 0}
+        )
+        m[st if st in ("killed", "timeout", "survived") else "other"] += 1
+    for m in modules.values():
+        # as mutmut scores: a mutant that makes the tests overrun is caught, not missed
+        tested = m["killed"] + m["timeout"] + m["survived"]
+        m["score"] = round((m["killed"] + m["timeout"]) / tested, 4) if tested else None
+    survivors = [
+        {"mutant": n, "module": module_of(n), "diff": diff_of(stage_dir, n),
+         "reason": reasons.get(n, "")}
+        for n, st in sorted(status.items()) if st == "survived"
+    ]  # fmt: skip
+    killed = sum(m["killed"] + m["timeout"] for m in modules.values())
+    tested = killed + sum(m["survived"] for m in modules.values())
+    result = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "wall_seconds": wall_seconds,
+        "command": command,
+        "score": round(killed / tested, 4) if tested else None,
+        "killed": killed,
+        "tested": tested,
+        "modules": modules,
+        "survivors": survivors,
+    }
+    (out / "mutation.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = ["# Mutation testing (mutmut 3)", ""]
+    if command:
+        lines += [f"`{command}`", ""]
+    if wall_seconds and tested:
+        lines.append(f"Wall time {wall_seconds / 60:.1f} min; score {result['score']:.1%} "
+                     f"({killed} of {tested} mutants killed).")  # fmt: skip
+        lines.append("")
+    lines += [
+        "| module | killed | timed out | survived | no test reaches it | score |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, m in sorted(modules.items()):
+        score = f"{m['score']:.1%}" if m["score"] is not None else "-"
+        lines.append(f"| {name} | {m['killed']} | {m['timeout']} | {m['survived']} | "
+                     f"{m['other']} | {score} |")  # fmt: skip
+    lines += ["", "## Surviving mutants", ""]
+    for s in survivors:
+        lines.append(f"- `{s['mutant']}`: {s['reason'] or 'not judged yet: a missing test?'}")
+        lines += ["  ```diff", *(f"  {ln}" for ln in s["diff"].splitlines()), "  ```"]
+    (out / "mutation.md").write_text("\n".join(lines) + "\n")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fer_edge.benchmarks.mutation")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="stage, run mutmut, write the report")
+    run.add_argument("--modules", default=",".join(MODULES), help="repository paths to mutate")
+    run.add_argument("--tests", default=" ".join(FAST_TESTS), help="pytest selection")
+    run.add_argument("--stage", default="/tmp/fer-edge-mutation/repo", help="work folder")
+    run.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "mutation"))
+    run.add_argument("--jobs", type=int, default=2, help="mutants tested at once")
+    rep = sub.add_parser("report", help="the report of a finished run")
+    rep.add_argument("stage")
+    rep.add_argument("out")
+    args = parser.parse_args(argv)
+    if args.command == "report":
+        report(Path(args.stage), Path(args.out))
+        return 0
+    stage_dir = Path(args.stage)
+    modules = [m.strip() for m in args.modules.split(",") if m.strip()]
+    tests = [a for a in re.split(r" (?=(?:[^']*'[^']*')*[^']*$)", args.tests) if a]
+    tests = [a.strip("'") for a in tests]
+    stage(stage_dir, modules, tests)
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs)],
+        cwd=stage_dir,
+        env={**os.environ, "FER_EDGE_HYPOTHESIS": "mutation"},  # tests/test_properties.py
+    )
+    wall = time.monotonic() - t0
+    if proc.returncode != 0 and not results(stage_dir):
+        print(f"mutation: mutmut failed before testing a mutant (exit {proc.returncode}); "
+              f"see above, or run `mutmut run` in {stage_dir}", file=sys.stderr)  # fmt: skip
+        return 1
+    command = "python -m fer_edge.benchmarks.mutation " + " ".join(
+        a if re.fullmatch(r"[\w./,=-]+", a) else repr(a) for a in (argv or sys.argv[1:])
+    )
+    result = report(stage_dir, Path(args.out), wall, command)
+    print(f"mutation: {result['killed']}/{result['tested']} killed in {wall / 60:.1f} min; "
+          f"{Path(args.out) / 'mutation.md'}")  # fmt: skip
+    return proc.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
