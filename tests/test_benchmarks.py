@@ -180,6 +180,8 @@ def test_baseline_is_skipped_without_tensorflow(bench_model, video, monkeypatch)
     assert "speedup_vs_baseline" not in result
 
 
+# slow tier: 6-10 s end to end, and `make test-fast` must stay under 3 minutes
+@pytest.mark.slow
 def test_baseline_original_approach_and_ratio(bench_model, video):
     pytest.importorskip("tensorflow")
     known, _ = standard_configs(str(bench_model), "")
@@ -339,6 +341,8 @@ def test_latency_of_a_tflite_model(bench_model):
     assert stats["n"] == 20 and 0 < stats["p50_ms"] <= stats["p90_ms"]
 
 
+# slow tier: 6-10 s end to end, and `make test-fast` must stay under 3 minutes
+@pytest.mark.slow
 def test_bench_accuracy_on_fer2013(bench_model, archive, tmp_path):
     models = tmp_path / "models"
     models.mkdir()

@@ -88,6 +88,8 @@ def test_a_url_that_is_not_a_stream_is_one_clear_error():
         open_source(f"http://127.0.0.1:{port}/")
 
 
+# slow tier: 6-10 s end to end, and `make test-fast` must stay under 3 minutes
+@pytest.mark.slow
 def test_bench_latency_mode_on_a_live_stand_in_camera(int8_model, video, tmp_path):
     rc = main(
         [
