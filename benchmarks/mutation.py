@@ -38,6 +38,8 @@ MODULES = (
 # repository folder -> where it sits in the installed package (pyproject's package-dir)
 PACKAGE_DIRS = ("edge", "evaluation", "train", "convert", "benchmarks")
 FAST_TESTS = ("tests", "-m", "not slow")
+# Files and folders of the checkout the tests read besides the code (linked into the stage)
+READ_BY_TESTS = ("README.md", "docs", "Makefile", ".ci", "LICENSE")
 # Survivors judged equivalent or harmless: "mutant name" -> one-line reason. Kept beside the
 # report so a re-run keeps the judgement of mutants that did not change.
 REASONS_FILE = "reasons.json"
@@ -78,6 +80,12 @@ def stage(stage_dir: Path, modules: list[str], tests: list[str]) -> None:
     for d in PACKAGE_DIRS:
         if (ROOT / d).is_dir():
             (mutants / d).symlink_to(ROOT / d)
+    # and what else the tests read from the checkout (README.md, docs/, Makefile, .ci/), as
+    # links: never what mutmut copies in (pyproject.toml, tests/): a copy onto a link would
+    # write through it into the checkout; nothing hidden but .ci (not .git, not caches)
+    for name in READ_BY_TESTS:
+        if (ROOT / name).exists() and not (mutants / name).exists():
+            (mutants / name).symlink_to(ROOT / name)
     text = (ROOT / "pyproject.toml").read_text()
     text = re.sub(r"(?ms)^\[tool\.mutmut\].*?(?=^\[|\Z)", "", text)
     only = ", ".join(json.dumps(installed_name(m)) for m in modules)
