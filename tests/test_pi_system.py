@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,6 +49,24 @@ def test_events_to_dev_full_is_one_line_and_the_runtime_carries_on(video):
     # The runtime keeps going: all 30 frames are processed and the run ends normally.
     assert proc.returncode == 0, proc.stderr
     assert "30 frames" in proc.stderr, proc.stderr
+
+
+def test_events_file_left_torn_by_a_power_cut_is_cut_back_at_start(tmp_path, video):
+    """What a power cut leaves (ext4 kept part of the last write) is cut back to the last
+    whole line when the runtime starts, so the next line is not glued onto the fragment."""
+    events = tmp_path / "events.jsonl"
+    whole = '{"frame":7,"t":0.2,"label":"happy"}\n'
+    events.write_text(whole * 3 + '{"frame":8,"t":0.3,"tra')
+    proc = run_cli(
+        "run", "--source", str(video), "--model", str(INT8), "--headless",
+        "--events", str(events), "--max-frames", "5",
+    )  # fmt: skip
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    got = parse_events(events)
+    lines = [ln for ln in proc.stderr.splitlines() if "half a line" in ln]
+    print(f"\ntorn tail: {lines}; {len(got)} events after the restart")
+    assert len(lines) == 1 and "(23 bytes," in lines[0] and str(events) in lines[0]
+    assert got[:3] == [json.loads(whole)] * 3 and len(got) > 3 and got[3]["frame"] == 0
 
 
 def _mount_tmpfs(where: Path, size: str) -> None:
@@ -112,3 +133,259 @@ def test_events_on_a_disk_that_fills_keep_whole_lines_and_resume(tmp_path, video
         assert gap > 1  # the frames of the full stretch were dropped, not half-written
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+# The whole emulated Pi: qemu-system-aarch64, Debian's arm64 kernel, real systemd.
+
+PI_HOME = "/home/pi"
+PI_EVENTS = f"{PI_HOME}/fer-edge/logs/events.jsonl"
+CAMERA_SHIM = '''\
+"""TEST DOUBLE of picamera2 put on this emulated Pi by tests/test_pi_system.py: the "camera"
+is the 480p test video, served as a Pi camera's RGB888 main and YUV420 lores streams."""
+from pathlib import Path
+
+from picamera2_double import Picamera2 as _Double
+
+
+class Picamera2(_Double):
+    video = Path("/home/pi/media/face_480.mp4")
+'''
+RESTART_BOUND = 90  # seconds from SIGKILL to new events, on emulated CPUs beside a busy host
+BOOT_BOUND = 600  # seconds from power-on (or reboot) to new events
+
+
+def pi_system_selected() -> None:
+    for flag in ("FER_EDGE_SKIP_PI_SYSTEM", "FER_EDGE_SKIP_PI"):
+        if os.environ.get(flag) == "1":
+            pytest.skip(f"{flag}=1: the whole emulated Pi's tests are skipped")
+    from deploy.pi.rootfs import QEMU, EmulatorError, require_root, require_tools
+    from deploy.pi.system import QEMU_SYSTEM
+
+    try:
+        require_root("the whole emulated Pi")
+        require_tools(QEMU_SYSTEM, "qemu-img", "mkfs.ext4", "debootstrap", QEMU, "unshare",
+                      "chroot", "ssh", "scp", "ssh-keygen", "rsync", "make")  # fmt: skip
+    except EmulatorError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def pi_system():
+    """A booted emulated Pi (Debian Bookworm arm64, systemd, sshd on 127.0.0.1:PORT)."""
+    pi_system_selected()
+    from deploy.pi.rootfs import pi_os
+    from deploy.pi.system import PiSystem, ensure_image, image_meta
+
+    t0 = time.monotonic()
+    image = ensure_image(pi_os("bookworm"))
+    built = image_meta(image).get("build_seconds")
+    how = ("cached, " if time.monotonic() - t0 < 60 else "") + f"built in {built:.0f} s"
+    pi = PiSystem(pi_os("bookworm"), hostname="fer-pi-17")
+    pi.start()
+    print(f"\n[whole Pi] image {image.name}: {how}; boot to SSH login {pi.boot_seconds[0]:.0f} s")
+    try:
+        yield pi
+    finally:
+        pi.stop()
+
+
+def make_pi(pi, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+    """The README's command from the project root: `make TARGET PI=... SSH_OPTS=...`."""
+    argv = ["make", "--no-print-directory", *args, f"PI={pi.target}", f"SSH_OPTS={pi.ssh_opts}"]
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    print(f"$ {' '.join(argv[:4])}\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}")
+    return proc
+
+
+def pi_clock(pi) -> float:
+    return float(pi.ssh("date +%s.%N").stdout)
+
+
+def pi_events(pi) -> tuple[list[dict], int, int]:
+    """The Pi's events file: (whole lines parsed, torn or unparsable lines, bytes)."""
+    raw = pi.ssh(f"cat {PI_EVENTS}", timeout=120).stdout
+    events, torn = [], 0
+    for line in raw.split("\n")[:-1]:
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            torn += 1
+    if raw and not raw.endswith("\n"):
+        torn += 1  # the file ends in half a line
+    return events, torn, len(raw)
+
+
+def parse_line(line: str) -> dict | None:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
+def pi_boot_time(pi) -> float:
+    """The Pi's clock when its kernel started (now minus /proc/uptime)."""
+    out = pi.ssh("date +%s.%N; cut -d' ' -f1 /proc/uptime").stdout.split()
+    return float(out[0]) - float(out[1])
+
+
+def first_event_after(pi, t: float, timeout: float) -> float | None:
+    """t_capture of the first event captured after Pi time t, polled for `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        out = pi.ssh(f"tail -n 400 {PI_EVENTS} 2>/dev/null", timeout=60).stdout
+        later = [e["t_capture"] for e in map(parse_line, out.splitlines())
+                 if e and e.get("t_capture", 0) > t]  # fmt: skip
+        if later:
+            return min(later)
+        time.sleep(2)
+    return None
+
+
+def wait_sshd(pi, timeout: float = BOOT_BOUND) -> float:
+    """Seconds until the Pi's sshd answers with its banner: no login, so no session starts."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            with socket.create_connection(("127.0.0.1", pi.port), timeout=5) as s:
+                s.settimeout(10)
+                if s.recv(64).startswith(b"SSH-2.0"):
+                    return time.monotonic() - t0
+        except OSError:
+            pass
+        time.sleep(1)
+    raise AssertionError(f"no sshd within {timeout} s: {pi.tail()}")
+
+
+@pytest.mark.slow
+def test_whole_pi_deploy_and_faults(pi_system, video, capsys):
+    """`make deploy` onto a booted Pi: a systemd user service with linger, events from the
+    (test-double) camera, deploy-status and logs through systemd and the journal; then a
+    SIGKILL, a reboot and a power cut, each with the service back and no torn line."""
+    pi = pi_system
+
+    def report(line: str) -> None:
+        with capsys.disabled():
+            print(f"\n[whole Pi] {line}", flush=True)
+
+    # The camera: picamera2's test double in pi's user site-packages (the venv is made with
+    # --system-site-packages, which keeps the user site visible), serving the 480p video.
+    site = f"{PI_HOME}/.local/lib/python3.11/site-packages"
+    assert pi.ssh(f"mkdir -p {site} {PI_HOME}/media").returncode == 0
+    pi.scp(video, f"{PI_HOME}/media/face_480.mp4")
+    pi.scp(ROOT / "tests" / "picamera2_double.py", f"{site}/picamera2_double.py")
+    shim = Path(tempfile.mkdtemp()) / "picamera2.py"
+    shim.write_text(CAMERA_SHIM)
+    pi.scp(shim, f"{site}/picamera2.py")
+    shutil.rmtree(shim.parent)
+
+    t0 = time.monotonic()
+    deploy = make_pi(pi, "deploy")
+    t_deploy = time.monotonic() - t0
+    assert deploy.returncode == 0, deploy.stderr
+    assert "fer-edge.service restarted: active" in deploy.stdout
+    assert "picamera2 importable" in deploy.stdout
+    report(f"make deploy (venv + pip on the emulated Pi, service started): {t_deploy:.0f} s")
+
+    # Real systemd: the user unit is active, linger is on, events flow.
+    assert pi.ssh("systemctl --user is-active fer-edge").stdout.strip() == "active"
+    assert pi.ssh("loginctl show-user pi -p Linger").stdout.strip() == "Linger=yes"
+    t_first = first_event_after(pi, 0, timeout=300)
+    assert t_first is not None, pi.ssh("journalctl --user -u fer-edge -n 30 --no-pager").stdout
+    events, torn, _ = pi_events(pi)
+    assert events and torn == 0
+    assert {"frame", "label", "probs", "box", "t_capture"} <= events[-1].keys()
+
+    status = make_pi(pi, "deploy-status")
+    assert status.returncode == 0, status.stderr
+    assert "Active: active (running)" in status.stdout and "is-active: active" in status.stdout
+    assert "last events" in status.stdout
+    # systemctl status shows the service's journal: the runtime's own log lines are there.
+    assert "fer_edge" in status.stdout or "INFO" in status.stdout, status.stdout
+    journal = pi.ssh("journalctl --user -u fer-edge --no-pager -n 50").stdout
+    assert "Started fer-edge.service" in journal or "fer-edge" in journal, journal
+    logs = subprocess.Popen(
+        ["make", "--no-print-directory", "logs", f"PI={pi.target}", f"SSH_OPTS={pi.ssh_opts}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    seen = []
+    deadline = time.monotonic() + 120
+    for line in logs.stdout:
+        if line.startswith("{"):
+            seen.append(json.loads(line))
+        if len(seen) >= 3 or time.monotonic() > deadline:
+            break
+    os.killpg(logs.pid, signal.SIGINT)
+    logs.communicate(timeout=60)
+    assert len(seen) >= 3
+    time.sleep(3)
+    assert pi.ssh("pgrep -u pi -x tail").stdout.strip() == ""  # make logs left nothing behind
+
+    rows = []
+
+    # 1. SIGKILL of the runtime: systemd restarts it (Restart=on-failure, RestartSec=5).
+    main_pid = pi.ssh("systemctl --user show -p MainPID --value fer-edge").stdout.strip()
+    out = pi.ssh(f"wc -l < {PI_EVENTS}; kill -9 {main_pid}; date +%s.%N").stdout.split()
+    before, t_kill = int(out[0]), float(out[1])
+    t_back = first_event_after(pi, t_kill, timeout=RESTART_BOUND + 60)
+    events, torn, _ = pi_events(pi)
+    kept = sum(1 for e in events if e["t_capture"] <= t_kill)
+    new_pid = pi.ssh("systemctl --user show -p MainPID --value fer-edge").stdout.strip()
+    restarts = pi.ssh("systemctl --user show -p NRestarts --value fer-edge").stdout.strip()
+    rows.append(("SIGKILL of the runtime", t_back is not None and new_pid != main_pid,
+                 t_back - t_kill if t_back else None, max(0, before - kept), torn))  # fmt: skip
+    report(f"SIGKILL: pid {main_pid} -> {new_pid}, NRestarts={restarts}, events again after "
+           f"{rows[-1][2]:.1f} s; {before} lines before, {kept} kept; torn {torn}")  # fmt: skip
+
+    # 2. A reboot: the service is back with nobody logged in (linger).
+    out = pi.ssh(f"wc -l < {PI_EVENTS}; date +%s.%N").stdout.split()
+    before, t_reboot = int(out[0]), float(out[1])
+    pi.ssh("sudo -n systemctl reboot", timeout=30)
+    time.sleep(5)  # sshd goes down first
+    sshd_up = wait_sshd(pi)
+    time.sleep(60)  # no login meanwhile: the service has to come up by itself
+    t_login = time.time()
+    t_boot = pi_boot_time(pi)
+    t_back = first_event_after(pi, t_boot, timeout=BOOT_BOUND)
+    events, torn, _ = pi_events(pi)
+    kept = sum(1 for e in events if e["t_capture"] <= t_reboot)
+    boot_id = pi.ssh("cat /proc/sys/kernel/random/boot_id").stdout.strip()
+    rows.append(("reboot", t_back is not None and t_back < t_login,
+                 t_back - t_reboot if t_back else None, max(0, before - kept), torn))  # fmt: skip
+    report(f"reboot: kernel up {t_boot - t_reboot:.0f} s after `systemctl reboot`, sshd "
+           f"{sshd_up:.0f} s after that; events again {rows[-1][2]:.0f} s after the reboot "
+           f"command ({t_back - t_boot:.0f} s after the kernel started), before the first "
+           f"login: {t_back is not None and t_back < t_login}; {before} lines before, {kept} "
+           f"kept; torn {torn}; boot {boot_id[:8]}")  # fmt: skip
+
+    # 3. A power cut mid-run: QEMU killed, no shutdown; then power on again.
+    time.sleep(15)  # let some events go out after the reboot
+    out = pi.ssh(f"wc -l < {PI_EVENTS}; tail -n 1 {PI_EVENTS}; date +%s.%N").stdout.split("\n")
+    before, last_seen, t_cut = int(out[0]), json.loads(out[1]), float(out[2])
+    pi.power_cut()
+    boot_s = pi.boot(timeout=BOOT_BOUND)  # power on: a new QEMU on the same disk
+    t_back = first_event_after(pi, pi_boot_time(pi), timeout=BOOT_BOUND)
+    events, torn, size = pi_events(pi)
+    journal = pi.ssh("journalctl --user -u fer-edge -b --no-pager").stdout
+    cut = [ln.split("ended in ")[1] for ln in journal.splitlines() if "half a line" in ln]
+    kept = sum(1 for e in events if e["t_capture"] <= last_seen["t_capture"])
+    rows.append(("power cut (QEMU killed) mid-run", t_back is not None and torn == 0,
+                 t_back - t_cut if t_back else None, max(0, before - kept), torn))  # fmt: skip
+    report(f"power cut: SSH again {boot_s:.0f} s after power-on, events again "
+           f"{rows[-1][2]:.0f} s after the cut; {before} lines seen before the cut, {kept} on "
+           f"disk after it ({before - kept} lost: the page cache's last seconds); torn tail cut "
+           f"back at start: {cut or 'none'}; torn lines now {torn}; {size} bytes")  # fmt: skip
+
+    table = [
+        "| fault | survived | recovery | events lost | torn lines |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for fault, ok, rec, lost, torn_lines in rows:
+        rec_s = f"{rec:.0f} s" if rec is not None else "never"
+        table.append(f"| {fault} | {'yes' if ok else 'no'} | {rec_s} | {lost} | {torn_lines} |")
+    report("faults:\n" + "\n".join(table))
+    assert all(ok for _, ok, *_ in rows), table
+    assert all(torn_lines == 0 for *_, torn_lines in rows), table
+    assert rows[0][2] <= RESTART_BOUND and rows[0][3] == 0  # SIGKILL loses nothing written
