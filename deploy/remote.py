@@ -20,6 +20,11 @@ RSYNC_OPTS = (
     "--delete",
     "--checksum",
     "--omit-dir-times",
+    # Changed files travel whole: unchanged ones are hard links to the current release
+    # (--link-dest) and never travel, and the delta algorithm against such a basis failed
+    # verification ("update discarded", exit 23) from this machine's rsync 3.5.0 to the
+    # emulated Bookworm Pi's 3.2.7 on every changed file.
+    "--whole-file",
     # Made on the Pi, never shipped: --delete must leave them alone (Python writes
     # __pycache__ next to edge/ at the first run).
     "--exclude=/.venv/",

@@ -6,6 +6,7 @@ Layout of a stage (and so of a release, PI_DIR/releases/ID/, on the Pi):
     requirements-edge.txt         generated from pyproject.toml's `edge` extra
     fer_edge/edge/                the runtime package, laid out as the wheel installs it
     fer_edge/benchmarks/          the benchmark harness (its Keras baseline is skipped there)
+    fer_edge/evaluation/          the evaluation layer the harness imports (edge/ only below it)
     models/NAME.tflite(.json)     the model and its preprocessing contract
     models/YUNET.onnx             the face detector
     .deploy/                      remote.sh, rotate-events.sh, systemd units, config.mk
@@ -244,9 +245,10 @@ def build(cfg: StageConfig, out: Path) -> None:
         raise StageError(f"YuNet model {cfg.yunet} is missing")
     check_source(cfg.source)
     out.mkdir(parents=True, exist_ok=True)
-    # As installed (pyproject's package-dir): fer_edge/ holding edge/ and benchmarks/ (for
-    # `make bench` on the Pi; no TF needed). fer_edge/__init__.py imports nothing.
-    for package in ("edge", "benchmarks"):
+    # As installed (pyproject's package-dir): fer_edge/ holding edge/, and benchmarks/ with
+    # the evaluation/ layer it imports (for `make bench` on the Pi; numpy and OpenCV only, no
+    # TF). fer_edge/__init__.py imports nothing.
+    for package in ("edge", "evaluation", "benchmarks"):
         shutil.copytree(
             PROJECT_ROOT / package,
             out / "fer_edge" / package,

@@ -410,6 +410,7 @@ def test_stage_holds_only_the_runtime(tmp_path):
         "__init__.py",
         "benchmarks",
         "edge",
+        "evaluation",
     ]
     assert not list(stage.rglob("__pycache__"))
     unit = (stage / ".deploy" / "fer-edge.service").read_text()
