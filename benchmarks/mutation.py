@@ -92,6 +92,10 @@ def stage(stage_dir: Path, modules: list[str], tests: list[str]) -> None:
     for name in READ_BY_TESTS:
         if (ROOT / name).exists() and not (mutants / name).exists():
             (mutants / name).symlink_to(ROOT / name)
+    # benchmarks/readme.py finds README.md and docs/ beside its package (the repository root
+    # in a checkout): in the installed layout that is fer_edge/
+    for name in ("README.md", "docs"):
+        (pkg / name).symlink_to(ROOT / name)
     text = (ROOT / "pyproject.toml").read_text()
     text = re.sub(r"(?ms)^\[tool\.mutmut\].*?(?=^\[|\Z)", "", text)
     only = ", ".join(json.dumps(installed_name(m)) for m in modules)
