@@ -25,17 +25,11 @@ BIAS_GRID = np.round(np.arange(-1.5, 1.5001, 0.05), 2)
 TEMPERATURE_GRID = np.round(np.arange(0.5, 3.0001, 0.01), 2)
 
 
-def ece(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
-    """Expected calibration error: equal-width confidence bins, weighted |accuracy - confidence|."""
-    conf = probs.max(1)
-    hit = probs.argmax(1) == y
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    total = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (conf > lo) & (conf <= hi)
-        if m.any():
-            total += m.mean() * abs(hit[m].mean() - conf[m].mean())
-    return float(total)
+def ece(probs: np.ndarray, y: np.ndarray) -> float:
+    """Expected calibration error, 15 equal-width bins (evaluation.metrics: the cards' rule)."""
+    from fer_edge.evaluation.metrics import calibration
+
+    return calibration(probs, y)["ece"]
 
 
 def adjusted(logp: np.ndarray, temperature: float, bias: np.ndarray) -> np.ndarray:
@@ -106,7 +100,7 @@ def holdout_faces(cfg, data, votes, labels: tuple[str, ...]):
     """The stage-1 run's holdout faces (images, FER2013 ruler, FER+ majority ruler), rebuilt
     from its config exactly as training split them."""
     from fer_edge.edge.contract import FER2013_CLASSES
-    from fer_edge.train.ferplus import majority, split_targets
+    from fer_edge.evaluation.ferplus import majority, split_targets
     from fer_edge.train.stage1 import holdout_mask
 
     _, t_tr, idx = split_targets(
@@ -127,8 +121,8 @@ def run_calibrate(model_path: str, out: str) -> dict:
     from fer_edge.edge.contract import read_contract, write_contract
     from fer_edge.edge.errors import ConfigError
     from fer_edge.edge.fileio import atomic_write_text
-    from fer_edge.train.data import load_fer2013
-    from fer_edge.train.ferplus import load_votes
+    from fer_edge.evaluation.data import load_fer2013
+    from fer_edge.evaluation.ferplus import load_votes
     from fer_edge.train.model import load_keras, trained_net
     from fer_edge.train.stage1 import predict_probs, save_model_atomic
 
