@@ -116,3 +116,38 @@ def test_a_votes_file_that_is_not_one_is_one_line(int8_model, archive, tmp_path)
     bad.write_text("a,b\n1,2\n")
     line = one_line_error(eval_ferplus(int8_model, archive, "public", "--ferplus", str(bad)))
     assert str(bad) in line and "FER+" in line
+
+
+def test_folder_label_as_extra_votes_by_hand():
+    from fer_edge.evaluation.ferplus import with_folder_votes
+
+    # columns: neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF
+    votes = np.array(
+        [
+            [6, 0, 0, 4, 0, 0, 0, 0, 0, 0],  # folder "sad": 6 neutral + 4 sad crowd votes
+            [0, 10, 0, 0, 0, 0, 0, 0, 0, 0],  # folder "fear" (not one of the five): crowd only
+            [2, 0, 0, 0, 3, 0, 0, 0, 5, 0],  # folder "angry": unknown votes are not ours
+        ],
+        np.float32,
+    )
+    folder = np.array([FER2013_CLASSES.index(c) for c in ("sad", "fear", "angry")])
+    dist = with_folder_votes(votes, folder, DEFAULT_LABELS, 5.0)  # neutral happy sad angry surp
+    np.testing.assert_allclose(dist[0], [6 / 15, 0, 9 / 15, 0, 0])
+    np.testing.assert_allclose(dist[1], [0, 1, 0, 0, 0])
+    np.testing.assert_allclose(dist[2], [2 / 10, 0, 0, 8 / 10, 0])
+    # no extra votes: the crowd's distribution over our classes (the ferplus-soft rule)
+    np.testing.assert_allclose(
+        with_folder_votes(votes, folder, DEFAULT_LABELS, 0.0), soft(votes, DEFAULT_LABELS)[0]
+    )
+
+
+def test_ferplus_fer2013_mode_moves_targets_towards_the_folder(fer, votes):
+    _, t_soft, i_soft = split_targets(fer, "train", DEFAULT_LABELS, "ferplus-soft", votes)
+    _, t_mix, i_mix = split_targets(
+        fer, "train", DEFAULT_LABELS, "ferplus-fer2013", votes, fer2013_votes=5.0
+    )
+    np.testing.assert_array_equal(i_soft, i_mix)  # same faces kept: the crowd's keep rule
+    sad = DEFAULT_LABELS.index("sad")
+    folder_sad = fer.labels[i_mix] == FER2013_CLASSES.index("sad")
+    assert t_mix[folder_sad, sad].mean() > t_soft[folder_sad, sad].mean() + 0.1
+    np.testing.assert_allclose(t_mix.sum(1), 1.0, atol=1e-5)
