@@ -88,7 +88,6 @@ all_extras := $(subst $(space),$(comma),$(strip $(cv_extra) $(filter-out edge de
 gui_line := $(cv_wheel) ($(if $(filter 1,$(gui)),the overlay window,no window)), as $(gui_why); \
 	GUI=$(if $(filter 1,$(gui)),0,1) switches
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(all_extras))
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: help setup setup-edge data train train-teacher train-seven finetune eval convert \
         convert-extra cards bench bench-accuracy figures readme run checks \

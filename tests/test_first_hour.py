@@ -390,3 +390,16 @@ def test_mqtt_without_paho_names_a_working_install_line(video):
     )
     line = one_line_error(proc)
     assert "pip install 'paho-mqtt>=2.1,<3'" in line and "pip install -e '.[mqtt]'" in line
+
+
+def test_make_leaves_the_native_log_level_to_the_cli():
+    # The CLI hides TensorFlow's start-up lines (the cuInit error among them) with level 3 only
+    # where the environment has none; a Makefile exporting 2 made every make target noisy.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    out = subprocess.run(
+        ["make", "-s", "-f", "Makefile", "-f", "-", "show-tf-level"],
+        input="show-tf-level:\n\t@echo \"[$$TF_CPP_MIN_LOG_LEVEL]\"\n",
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
