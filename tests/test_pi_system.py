@@ -323,6 +323,26 @@ def test_whole_pi_deploy_and_faults(pi_system, video, capsys):
     time.sleep(3)
     assert pi.ssh("pgrep -u pi -x tail").stdout.strip() == ""  # make logs left nothing behind
 
+    # An upgrade whose install fails (a new requirement, and pip may use no index): one line,
+    # and the running service is the same process, still writing, on the same release.
+    release = pi.ssh(f"readlink {PI_HOME}/fer-edge/current").stdout.strip()
+    main_pid = pi.ssh("systemctl --user show -p MainPID --value fer-edge").stdout.strip()
+    pip_conf = f"{PI_HOME}/.config/pip/pip.conf"
+    assert pi.ssh(f"mkdir -p {PI_HOME}/.config/pip && printf '[global]\\nno-index = true\\n' "
+                  f"> {pip_conf}").returncode == 0  # fmt: skip
+    t0 = time.monotonic()
+    bad = make_pi(pi, "deploy", "MQTT=mqtt://127.0.0.1")
+    t_bad = time.monotonic() - t0
+    pi.ssh(f"rm -f {pip_conf}")
+    errors = [ln for ln in bad.stderr.splitlines() if ln.startswith("deploy:")]
+    assert bad.returncode != 0 and len(errors) == 1 and "step 'pip' failed" in errors[0], errors
+    t_after = pi_clock(pi)
+    assert first_event_after(pi, t_after, timeout=60) is not None  # still writing
+    assert pi.ssh("systemctl --user show -p MainPID --value fer-edge").stdout.strip() == main_pid
+    assert pi.ssh(f"readlink {PI_HOME}/fer-edge/current").stdout.strip() == release
+    report(f"failed upgrade: make deploy failed in {t_bad:.0f} s with one line ({errors[0]}); "
+           f"the service kept pid {main_pid} on {release} and kept writing")  # fmt: skip
+
     rows = []
 
     # 1. SIGKILL of the runtime: systemd restarts it (Restart=on-failure, RestartSec=5).
