@@ -67,6 +67,8 @@ def run_convert(cfg: ConvertConfig) -> dict:
         "data_sha256": data.sha256,
         "versions": converter_versions(),
     }
+    if "calibrated" in base.provenance:  # folded into the weights: every variant carries it
+        provenance_base["calibrated"] = base.provenance["calibrated"]
     summary: dict = {"model": str(model_path), "check_faces": int(len(x_chk)), "variants": {}}
     failures = []
     with tempfile.TemporaryDirectory(prefix="fer-convert-") as tmp:

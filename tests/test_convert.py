@@ -88,7 +88,7 @@ def test_accuracy_drop_is_keras_minus_the_variant_on_the_check_faces(
     assert entry["accuracy_drop"] == pytest.approx(drop, abs=1e-9)
 
 
-def test_int8_io_matches_its_metadata(converted):
+def test_int8_io_matches_its_metadata(converted, keras_model):
     path = converted / "fer_int8.tflite"
     contract = read_contract(path)
     clf = Classifier(path)
@@ -99,6 +99,11 @@ def test_int8_io_matches_its_metadata(converted):
     assert prov["calibration"]["count"] >= 450 and prov["source_sha256"]
     assert prov["agreement_with_keras"]["top1"] >= 0.93
     assert prov["agreement_with_keras"]["faces"] >= 990
+    # the default's holdout calibration (folded into its weights) is named in every variant
+    calibrated = read_contract(keras_model).provenance["calibrated"]
+    assert calibrated["temperature"] > 0 and len(calibrated["logit_bias"]) == 5
+    for variant in converted.glob("*.tflite"):
+        assert read_contract(variant).provenance["calibrated"] == calibrated, variant.name
 
 
 def test_no_flex_ops_in_any_variant(converted):
