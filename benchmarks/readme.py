@@ -52,24 +52,42 @@ def doc_files(root: Path = ROOT) -> list[Path]:
     return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
 
 
-def newest_results(root: Path = RESULTS_ROOT) -> Path:
-    """The most recent <machine>-<YYYYMMDD> folder (emulated-Pi results aside)."""
+def dated_results(root: Path = RESULTS_ROOT) -> list[Path]:
+    """The <machine>-<YYYYMMDD> folders, newest first (emulated-Pi results aside)."""
     dated = [p for p in root.glob("*-2*") if p.is_dir() and re.search(r"-\d{8}$", p.name)]
     if not dated:
         raise ConfigError(f"{root}: no results folder; run make figures")
-    return max(dated, key=lambda p: (p.name[-8:], p.stat().st_mtime))
+    return sorted(dated, key=lambda p: (p.name[-8:], p.stat().st_mtime), reverse=True)
+
+
+def newest_results(root: Path = RESULTS_ROOT) -> Path:
+    """The most recent <machine>-<YYYYMMDD> folder."""
+    return dated_results(root)[0]
 
 
 class Sources:
-    """The result files of one folder, read on first use."""
+    """Result files, each from the newest dated folder that holds it, read on first use.
 
-    def __init__(self, results: Path):
+    `make cards` and `make bench` may run on different days (a new model needs new cards, not
+    new FPS figures): each block's stamp names the folder, machine and date of its own file.
+    """
+
+    def __init__(self, results: Path, older: list[Path] | None = None):
         self.dir = results
+        self.folders = [results, *(older or [])]
         self._cache: dict[str, dict | list | None] = {}
+        self._where: dict[str, Path] = {}
+
+    def folder(self, name: str) -> Path:
+        """The folder `name`.json (or .md) is read from: the newest that has it."""
+        if name not in self._where:
+            found = [d for d in self.folders if (d / f"{name}.json").is_file()]
+            self._where[name] = found[0] if found else self.dir
+        return self._where[name]
 
     def get(self, name: str):
         if name not in self._cache:
-            path = self.dir / f"{name}.json"
+            path = self.folder(name) / f"{name}.json"
             self._cache[name] = json.loads(path.read_text()) if path.is_file() else None
         return self._cache[name]
 
@@ -79,17 +97,19 @@ class Sources:
             raise ConfigError(f"{self.dir / (name + '.json')}: missing; run {command}")
         return found
 
-    def rel(self) -> str:
+    def rel(self, name: str = "") -> str:
+        d = self.folder(name) if name else self.dir
         try:
-            return str(self.dir.resolve().relative_to(ROOT))
+            return str(d.resolve().relative_to(ROOT))
         except ValueError:
-            return str(self.dir)
+            return str(d)
 
 
-def stamp(result: dict, command: str, src: Sources, what: str = "") -> str:
+def stamp(result: dict, command: str, src: Sources, what: str = "", name: str = "") -> str:
     m = result["machine"]
     date = result["created"][:10]
-    where = f"`{src.rel()}/{what}`" if what else f"`{src.rel()}/`"
+    name = name or (what.rsplit(".", 1)[0] if what else "")
+    where = f"`{src.rel(name)}/{what}`" if what else f"`{src.rel(name)}/`"
     return f"*{command} on {m['cpu']} ({m['cores']} cores), {date}: {where}*"
 
 
@@ -214,7 +234,7 @@ def recipe(cfg: dict, rep: dict, name: str) -> str:
 
 def accuracy_block(src: Sources) -> list[str]:
     acc = src.need("accuracy", "make bench-accuracy")
-    md = (src.dir / "accuracy.md").read_text()
+    md = (src.folder("accuracy") / "accuracy.md").read_text()
     body = md[md.index("| variant |") :].split("\n\n")[0]
     cmp = acc.get("int8_vs_float32") or {}
     lines = [stamp(acc, "`make bench-accuracy`", src, "accuracy.md"), "", body]
@@ -257,7 +277,7 @@ def conversion_block(src: Sources) -> list[str]:
 
 def bench_stamp_block(src: Sources) -> list[str]:
     p = src.need("pipeline", "make bench")
-    return [stamp(p, '`make bench ARGS="--rounds 3"`', src)]
+    return [stamp(p, '`make bench ARGS="--rounds 3"`', src, name="pipeline")]
 
 
 PIPELINE_ORDER = (
@@ -361,7 +381,7 @@ def crowd_block(src: Sources) -> list[str]:
 
 def pi_cost_block(src: Sources) -> list[str]:
     cost = src.need("pi_cost", "make bench")
-    md = (src.dir / "pi_cost.md").read_text()
+    md = (src.folder("pi_cost") / "pi_cost.md").read_text()
     body = md[md.index("| stage |") : md.index("\nSources:")].strip()
     return [stamp(cost, "`make bench`", src, "pi_cost.md"), "", body]
 
@@ -486,7 +506,7 @@ def headline_block(src: Sources) -> list[str]:
             "(emulation checks that it works, not how fast a Pi is)."
         )
     return [
-        stamp(cs[0], "`make figures` (`make cards`, `make bench`, the emulated-Pi test)", src),
+        headline_stamp(cs[0], p, src),
         "",
         *table(columns, rows),
         "",
@@ -494,6 +514,20 @@ def headline_block(src: Sources) -> list[str]:
         "",
         text,
     ]
+
+
+def headline_stamp(card: dict, pipeline: dict, src: Sources) -> str:
+    """One stamp when cards and bench come from one `make figures` run, else one for each."""
+    if src.folder("models") == src.folder("pipeline"):
+        return stamp(
+            card, "`make figures` (`make cards`, `make bench`, the emulated-Pi test)", src,
+            name="models",
+        )  # fmt: skip
+    return (
+        stamp(card, "`make cards` (accuracy, size, ms per face)", src, "models.md")
+        + "; "
+        + stamp(pipeline, "`make bench` (FPS, the emulated Pi)", src, name="pipeline")
+    )
 
 
 RENDERERS = {
@@ -546,7 +580,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     files = [Path(f) for f in args.readme] if args.readme else doc_files()
     try:
-        src = Sources(Path(args.results) if args.results else newest_results())
+        if args.results:
+            src = Sources(Path(args.results))
+        else:
+            newest, *older = dated_results()
+            src = Sources(newest, older)
         rendered = []
         for path in files:
             old = path.read_text()
