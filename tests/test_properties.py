@@ -5,6 +5,7 @@ and int8 quantisation. Fast (no video, no training): part of `make test-fast`.""
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 
 import numpy as np
@@ -15,9 +16,13 @@ from fer_edge.edge.tracking import Tracker
 from fer_edge.edge.types import Box
 from hypothesis import HealthCheck, Phase, assume, example, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 from reference import reference_crop, reference_gray, reference_report, reference_square
 
 # deadline off: the machine is shared with training, so one example may take a while
+# Hypothesis keeps caches (parsed constants) in .hypothesis/ of the working folder: not in
+# the checkout
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "fer-edge-hypothesis"))
 # Under mutation testing (benchmarks/mutation.py sets FER_EDGE_HYPOTHESIS=mutation) a failing
 # example is reported as found: shrinking it would take longer than mutmut's timeout.
 settings.register_profile("mutation", phases=[Phase.explicit, Phase.reuse, Phase.generate])
