@@ -212,6 +212,7 @@ def test_checks_with_a_source_that_cannot_open_fails_in_one_line(source):
     assert noise_in(proc.stderr) == []
 
 
+@pytest.mark.slow  # real-time playback / TensorFlow start-up: 16-21 s
 def test_tensorflow_commands_start_quietly_and_say_everything_with_debug(keras_model, tmp_path):
     # eval of a Keras model imports TensorFlow and runs it; finetune with too few photos loads
     # TensorFlow and the base model, then stops with one line

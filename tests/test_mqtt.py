@@ -330,6 +330,7 @@ def test_broker_down_at_start_never_stops_the_camera(video, int8_model, tmp_path
     assert "messages were dropped in this run" in proc.stderr
 
 
+@pytest.mark.slow  # real-time playback / TensorFlow start-up: 16-21 s
 def test_broker_outage_mid_run_the_run_goes_on_and_publishing_resumes(video, int8_model, tmp_path):
     """The broker is stopped for 5 s while the video plays in real time (20 s, looped; not
     marked slow: the video's pace, not the machine, sets its ~21 s), then restarted on the
