@@ -292,7 +292,11 @@ def _read_cache(cached: Path, path: Path, digest: str) -> Fer2013:
 
 
 def stratified_subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Indices of about n items with each class in its original proportion."""
+    """Indices of about n items with each class in its original proportion.
+
+    Each class's count is rounded on its own, so the total can miss n by up to one per class.
+    Kept so on purpose: the training holdout (train/stage1.py) is drawn with this function, and
+    an exact-n rule would move faces between the holdout and training for every shipped model."""
     rng = np.random.default_rng(seed)
     picks = []
     for c in np.unique(y):

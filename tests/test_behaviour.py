@@ -332,3 +332,16 @@ def test_conversion_gate_uses_the_limits_it_is_given():
     strict = ConvertConfig(min_agreement=0.975, max_drop=0.2)
     assert gate_problem(0.97, 0.0, strict) == "97.0% top-1 agreement with Keras (< 98%)"
     assert gate_problem(0.98, 0.25, strict) == "accuracy 25.00 points below Keras (> 20.0)"
+
+
+def test_a_stratified_subset_keeps_each_class_share_without_repeats():
+    from fer_edge.evaluation.data import stratified_subset
+
+    y = np.repeat(np.arange(5), [500, 300, 120, 60, 20])  # 1,000 labels
+    idx = stratified_subset(y, 100, 7)
+    assert len(set(idx.tolist())) == len(idx)
+    assert np.bincount(y[idx], minlength=5).tolist() == [50, 30, 12, 6, 2]
+    # a class too small to round to one face still gets one
+    assert np.bincount(y[stratified_subset(y, 10, 7)], minlength=5).tolist() == [5, 3, 1, 1, 1]
+    # same seed, same faces (the training holdout depends on it)
+    assert np.array_equal(idx, stratified_subset(y, 100, 7))

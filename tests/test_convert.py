@@ -52,7 +52,7 @@ def test_all_four_variants_run_and_agree_with_keras(converted, archive):
         assert read_contract(converted / entry["file"]).provenance["agreement_with_keras"] == {
             "top1": round(entry["agreement"], 4),
             "accuracy_drop": round(entry["accuracy_drop"], 4),
-            "faces": 1000,
+            "faces": report["check_faces"],
             "split": "public",
         }
         clf = Classifier(converted / entry["file"])
@@ -82,7 +82,8 @@ def test_accuracy_drop_is_keras_minus_the_variant_on_the_check_faces(
     keras_top1 = load_keras(keras_model).predict(x[..., None].astype(np.float32), verbose=0)
     keras_top1 = keras_top1.argmax(1)
     int8_top1 = Classifier(converted / entry["file"]).predict_batch(x).argmax(1)
-    assert report["check_faces"] == 1000
+    # about 1,000: each class's share is rounded on its own (see stratified_subset)
+    assert report["check_faces"] == len(idx) and abs(len(idx) - 1000) <= len(contract.labels)
     assert entry["agreement"] == pytest.approx(np.mean(int8_top1 == keras_top1), abs=1e-9)
     drop = np.mean(keras_top1 == y) - np.mean(int8_top1 == y)
     assert entry["accuracy_drop"] == pytest.approx(drop, abs=1e-9)
