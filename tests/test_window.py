@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import time
@@ -20,7 +22,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, VIDEO_480, need, one_line_error, system_tool
+from tests.conftest import ROOT, SHARED, VIDEO_480, need, one_line_error, system_tool
 
 pytestmark = pytest.mark.slow  # a venv with OpenCV and LiteRT (~45 s from pip's cache)
 
@@ -243,3 +245,120 @@ def test_gui_0_swaps_in_the_headless_wheel(gui_venv, xserver):
     )
     line = one_line_error(run)
     assert "no GUI" in line and "make setup GUI=1" in line
+
+
+# --- The README's "First ten minutes", typed as printed in a fresh copy of the project ---
+
+FIRST_TEN_MINUTES = (
+    "make setup",
+    "make run",
+    "make help",
+    "make run SOURCE=clip.mp4",
+    'make run SOURCE=clip.mp4 ARGS="--headless --events out.jsonl --summary-csv summary.csv'
+    ' --plot timeline.png"',
+    "fer-edge run --source clip.mp4 --headless --events -",
+)
+
+
+def readme_commands(section_start: str, section_end: str) -> list[str]:
+    """The shell lines of the README's ```bash blocks between two headings, comments cut."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split(section_start, 1)[1].split(section_end, 1)[0]
+    blocks = re.findall(r"^```bash\n(.*?)^```", section, re.S | re.M)
+    return [re.split(r"\s+#\s", ln)[0].strip() for b in blocks for ln in b.splitlines() if ln]
+
+
+@pytest.fixture(scope="module")
+def fresh_copy(tmp_path_factory) -> Path:
+    """The project as `git clone` gives it (tracked files, as they are in the working tree), with
+    ../shared beside it and the user's own clip.mp4 (the 480p test video) in its root."""
+    base = tmp_path_factory.mktemp("first-ten-minutes")
+    copy = base / "fer-edge"
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, check=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, files):
+        src = ROOT / name
+        if src.is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, copy / name)
+    (base / "shared").symlink_to(SHARED)
+    shutil.copy(need(VIDEO_480), copy / "clip.mp4")
+    return copy
+
+
+def typed(line: str, cwd: Path, display: str | None, **popen) -> subprocess.Popen:
+    """`line` run by bash in `cwd` as a user types it: the venv's bin on PATH (as after `make
+    setup` and activating it), none of the surrounding make's or pytest's state."""
+    env = {k: v for k, v in os.environ.items() if k not in MAKE_STATE}
+    env["PATH"] = f"{cwd / '.venv' / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
+    env.pop("VIRTUAL_ENV", None)
+    if display:
+        env["DISPLAY"] = display
+    return subprocess.Popen(
+        ["bash", "-c", line], cwd=cwd, env=env, text=True, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen,
+    )  # fmt: skip
+
+
+def test_the_readme_first_ten_minutes_as_printed(fresh_copy, xserver):
+    """Every command of "A webcam on your laptop" and "A video file" exactly as the README
+    prints it, from the root of a fresh copy, on a machine with a display (Xvfb) and no camera."""
+    printed = readme_commands("## First ten minutes", "### The dashboard")
+    assert tuple(printed) == FIRST_TEN_MINUTES, "the README's commands changed: test the new ones"
+
+    def done(line: str, timeout: int = 300) -> tuple[int, str, str]:
+        proc = typed(line, fresh_copy, xserver)
+        out, err = proc.communicate(timeout=timeout)
+        return proc.returncode, out, err
+
+    # make setup: the whole venv, with the window's OpenCV as a display is there
+    code, out, err = done(printed[0], timeout=1500)
+    assert code == 0, out[-3000:] + err[-3000:]
+    assert out.strip().splitlines()[-1].startswith(
+        "make setup: .venv has opencv-python (the overlay window), as a display was found"
+    ), out[-2000:]
+    assert opencv_wheels(fresh_copy / ".venv") == ["opencv-python"]
+
+    # make run: camera 0 does not exist here; one line says so and what to do instead
+    code, out, err = done(printed[1])
+    assert code == 2 and "Traceback" not in err, err
+    errors = [ln for ln in err.splitlines() if "error:" in ln]
+    assert len(errors) == 1 and "camera 0" in errors[0] and "SOURCE=" in errors[0], err
+
+    code, out, err = done(printed[2], timeout=60)
+    assert code == 0 and "run" in out and "$(" not in out, out + err
+
+    # make run SOURCE=clip.mp4: a window shows the clip; the run ends by itself at its end
+    run = typed(printed[3], fresh_copy, xserver)
+    try:
+        seen, deadline = False, time.monotonic() + 120
+        while not seen and run.poll() is None and time.monotonic() < deadline:
+            found = xdotool(xserver, "search", "--name", f"^{TITLE}$").stdout.split()
+            seen = bool(found) and grab(xserver, found[0]).std() > 20
+            time.sleep(0.2)
+        out, err = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGTERM)
+            run.communicate(timeout=30)
+    assert seen, f"no {TITLE!r} window with a picture while the clip played: {err[-2000:]}"
+    assert run.returncode == 0, err[-3000:]
+    assert "no display" not in err and "Traceback" not in err, err[-3000:]
+    assert "what the run saw (1 face" in out and "face 0: mostly " in out, out
+
+    # the results as files
+    code, out, err = done(printed[4])
+    assert code == 0, err[-3000:]
+    events = [json.loads(ln) for ln in (fresh_copy / "out.jsonl").read_text().splitlines()]
+    assert len(events) > 300 and {e["track"] for e in events} == {0}
+    header = (fresh_copy / "summary.csv").read_text().splitlines()[0]
+    assert "neutral" in header and "surprise" in header, header
+    assert (fresh_copy / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # the installed command: JSON lines on standard output, the same faces as the file above
+    code, out, err = done(printed[5])
+    assert code == 0, err[-3000:]
+    streamed = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+    assert [e["label"] for e in streamed] == [e["label"] for e in events]
