@@ -26,6 +26,9 @@ MQTT ?=
 MQTT_PASSWORD_FILE ?=
 # port of the Pi service's dashboard (on the Pi's 127.0.0.1: ssh -L PORT:127.0.0.1:PORT); empty = none
 DASHBOARD ?=
+# seconds of events a power cut may take (the service's --events-sync); 0 = none, at a journal
+# commit per frame with a face (SD-card wear); off = the kernel's ~5 s; empty = the runtime's 1 s
+PI_EVENTS_SYNC ?=
 # Run alone (make -f deploy/deploy.mk), the top-level Makefile has not set VENV.
 ifndef VENV
 VENV := .venv
@@ -63,7 +66,8 @@ deploy: deploy-python ## copy the runtime + MODEL to PI:PI_DIR over SSH, install
 		--source=$(call deploy_q,$(deploy_source))$(if $(YUNET), \
 		--yunet_model=$(call deploy_q,$(YUNET)))$(if $(MQTT), --mqtt=$(call deploy_q,$(MQTT)))$(if \
 		$(MQTT_PASSWORD_FILE), --mqtt-password-file=$(call deploy_q,$(MQTT_PASSWORD_FILE)))$(if \
-		$(DASHBOARD), --dashboard=$(call deploy_q,$(DASHBOARD)))
+		$(DASHBOARD), --dashboard=$(call deploy_q,$(DASHBOARD)))$(if \
+		$(PI_EVENTS_SYNC), --events_sync=$(call deploy_q,$(PI_EVENTS_SYNC)))
 
 deploy-status: deploy-python ## the Pi service's state (systemctl) and its last events
 	$(deploy_run) status $(DEPLOY_TARGET)

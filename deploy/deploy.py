@@ -25,6 +25,7 @@ from deploy.stage import (
     build,
     build_into,
     check_dashboard,
+    check_events_sync,
     check_mqtt,
     check_password_file,
     check_pi_dir,
@@ -79,6 +80,7 @@ def stage_config(args, pi_dir: str) -> StageConfig:
             mqtt=mqtt,
             mqtt_password_file=check_password_file(args.mqtt_password_file, mqtt),
             dashboard=check_dashboard(args.dashboard),
+            events_sync=check_events_sync(args.events_sync),
         )
     except StageError as exc:
         raise StepError("stage", str(exc)) from None
@@ -265,6 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     what.add_argument(
         "--dashboard", default=None, help="the service's dashboard port (None = no dashboard)"
+    )
+    what.add_argument(
+        "--events_sync",
+        default="",
+        help="the service's --events-sync: seconds a power cut may take, 0, or off ('' = 1 s)",
     )
 
     parser, sub = command_parser(PROG, __doc__.splitlines()[0])

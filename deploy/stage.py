@@ -60,6 +60,7 @@ class StageConfig:
     mqtt: str = ""  # broker URL for the service's --mqtt ('' = no MQTT)
     mqtt_password_file: Path | None = None  # local file; shipped mode 600 as MQTT_PASSWORD
     dashboard: int | None = None  # the service's --dashboard PORT (None = no dashboard)
+    events_sync: str = ""  # the service's --events-sync ('' = the runtime's default)
     events_max_bytes: int = 10 * 1024 * 1024  # rotate the events file past this size ...
     events_keep: int = 5  # ... keeping this many gzipped generations
 
@@ -124,6 +125,22 @@ def check_dashboard(port: str | int | None) -> int | None:
     if not 1 <= value <= 65535:
         raise StageError(f"DASHBOARD={port}: give a TCP port number (1-65535), e.g. 8080")
     return value
+
+
+def check_events_sync(value: str | None) -> str:
+    """PI_EVENTS_SYNC: seconds (0 = every frame), off, or empty for the runtime's default."""
+    text = (value or "").strip().lower()
+    if text in ("", "off"):
+        return text
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise StageError(
+            f"PI_EVENTS_SYNC={value}: give seconds a power cut may take (0 = none), or off"
+        )
+    return f"{seconds:g}"
 
 
 def check_password_file(path: str | None, mqtt: str) -> Path | None:
@@ -225,6 +242,8 @@ def render(template: str, cfg: StageConfig) -> str:
         exec_args += ["--mqtt-password-file", MQTT_PASSWORD]
     if cfg.dashboard:
         exec_args += ["--dashboard", str(cfg.dashboard)]
+    if cfg.events_sync:
+        exec_args += ["--events-sync", cfg.events_sync]
     return Template(template).substitute(
         root=root,
         python=f"{root}/.venv/bin/python",

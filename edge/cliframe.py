@@ -101,6 +101,18 @@ positive_float = _at_least(float, 0, strict=True)
 non_negative_float = _at_least(float, 0)
 
 
+def sync_seconds(text: str) -> float | None:
+    """--events-sync: seconds (0 = every write) or "off" (None: never fdatasync)."""
+    if text.strip().lower() == "off":
+        return None
+    try:
+        return non_negative_float(text)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(
+            f"give seconds (0 = every frame) or off, got {text}"
+        ) from None
+
+
 def command_parser(prog: str, description: str) -> tuple[OneLineParser, object]:
     """The top-level parser every entry point shares, and its subcommand registry."""
     parser = OneLineParser(prog=prog, description=description)

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -218,6 +219,78 @@ def test_events_append_across_restarts_one_json_object_per_line(tmp_path):
     assert first["probs"] == {"neutral": 0.1, "happy": 0.2, "sad": 0.5, "angry": 0.15,
                               "surprise": 0.05}  # fmt: skip
     assert rows[2]["t"] == 0.1235  # seconds, four decimals
+
+
+@pytest.fixture
+def fdatasyncs(monkeypatch):
+    """The file descriptors os.fdatasync is called on, in order (the real call still runs)."""
+    calls, real = [], os.fdatasync
+
+    def spy(fd):
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", spy)
+    return calls
+
+
+def test_events_reach_the_disk_once_the_oldest_unsynced_line_is_a_second_old(tmp_path, fdatasyncs):
+    from fer_edge.edge.fileio import LineAppender
+
+    out = LineAppender(tmp_path / "e.jsonl", sync_every=1.0)
+    t0 = time.monotonic()
+    out.append(b"a\n")
+    out.append(b"b\n")
+    assert fdatasyncs == []  # both younger than a second
+    out.tick(t0 + 0.5)
+    assert fdatasyncs == []
+    out.tick(time.monotonic() + 1.0)  # the oldest ("a") is now a second old: one sync for both
+    assert len(fdatasyncs) == 1
+    out.tick(time.monotonic() + 60)  # nothing written since: nothing to sync
+    assert len(fdatasyncs) == 1
+    out.append(b"c\n")
+    out.close()  # what is still unsynced goes to disk at close
+    assert len(fdatasyncs) == 2
+    assert (tmp_path / "e.jsonl").read_bytes() == b"a\nb\nc\n"
+
+
+@pytest.mark.parametrize("every, syncs", [(0.0, 3), (None, 0)])
+def test_events_sync_0_syncs_every_write_and_off_never(tmp_path, fdatasyncs, every, syncs):
+    from fer_edge.edge.fileio import LineAppender
+
+    out = LineAppender(tmp_path / "e.jsonl", sync_every=every)
+    for line in (b"a\n", b"b\n", b"c\n"):
+        out.append(line)
+    out.close()
+    assert len(fdatasyncs) == syncs
+
+
+def test_frames_without_a_face_still_sync_the_last_lines(tmp_path, fdatasyncs):
+    face = Face(Box(10, 20, 30, 40), 0, HAPPY, HAPPY)
+    with EventWriter(str(tmp_path / "e.jsonl"), LABELS, sync_every=0.05) as events:
+        events.write(result(0, 0.0, [face]))
+        assert fdatasyncs == []
+        time.sleep(0.06)
+        events.write(result(1, 1 / 30, []))  # the face left; its line is synced anyway
+        assert len(fdatasyncs) == 1
+
+
+def test_events_sync_flag(video):
+    from fer_edge.edge.cli import build_parser
+
+    def parsed(*flags):
+        return build_parser().parse_args(["run", "--source", str(video), *flags]).events_sync
+
+    assert parsed() == 1.0  # the default: a power cut takes at most about a second
+    assert parsed("--events-sync", "0") == 0.0
+    assert parsed("--events-sync", "off") is None
+    assert parsed("--events-sync", "2.5") == 2.5
+    proc = subprocess.run(
+        [sys.executable, "-m", "fer_edge.edge", "run", "--source", str(video),
+         "--events-sync", "-1"], capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--events-sync: give seconds (0 = every frame) or off, got -1" in proc.stderr
 
 
 # --- missing inputs ----------------------------------------------------------------------------

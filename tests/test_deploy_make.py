@@ -155,6 +155,25 @@ def test_mqtt_and_dashboard_only_when_set():
     assert flag(full, "dashboard") == "8080"
 
 
+@pytest.mark.parametrize(
+    "given, runs",
+    [([], None), (["PI_EVENTS_SYNC=0"], "0"), (["PI_EVENTS_SYNC=off"], "off"),
+     (["PI_EVENTS_SYNC=2.50"], "2.5")],
+)  # fmt: skip
+def test_pi_events_sync_reaches_the_service_only_when_set(tmp_path, given, runs):
+    from deploy.deploy import build_parser, stage_config
+
+    argv = deploy_argv(make_n("deploy", "PI=pi@x", *given))
+    args = build_parser().parse_args(argv[3:])
+    cfg = stage_config(args, "fer-edge")
+    out = stage(tmp_path, events_sync=cfg.events_sync)
+    start = exec_start(out)
+    if runs is None:
+        assert "--events-sync" not in start  # the runtime's own default (1 s)
+    else:
+        assert start[start.index("--events-sync") + 1] == runs
+
+
 def stage(tmp_path: Path, **kw) -> Path:
     model = ROOT / "models" / "fer_int8.tflite"
     if not Path(f"{model}.json").is_file():
@@ -229,6 +248,8 @@ def test_bad_mqtt_urls_are_refused(url, expected):
     [
         (["--mqtt=mqtt://u:hunter2@b"], "MQTT=...: the URL holds a password"),
         (["--dashboard=http"], "DASHBOARD=http: give a TCP port number"),
+        (["--events_sync=-1"], "PI_EVENTS_SYNC=-1: give seconds a power cut may take"),
+        (["--events_sync=soon"], "PI_EVENTS_SYNC=soon: give seconds"),
         (["--mqtt-password-file=/nonexistent", "--mqtt=mqtt://b"], "no such file"),
         (["--mqtt-password-file=/etc/hostname"], "MQTT is not"),
     ],
