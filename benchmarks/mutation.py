@@ -17,6 +17,7 @@ survivors judged equivalent or harmless.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -25,6 +26,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from fer_edge.edge.fileio import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 # What `make mutation` mutates: the runtime's stages, the conversion gate, FER+ label rules
@@ -143,33 +146,62 @@ def diff_of(stage_dir: Path, mutant: str) -> str:
                      not ln.startswith(("---", "+++")))  # fmt: skip
 
 
+def source_of(module: str) -> Path:
+    """fer_edge.edge.crop -> ROOT/edge/crop.py; deploy.remote -> ROOT/deploy/remote.py"""
+    return ROOT / (module.removeprefix("fer_edge.").replace(".", "/") + ".py")
+
+
+def source_sha(module: str) -> str:
+    path = source_of(module)
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else ""
+
+
 def report(
     stage_dir: Path, out: Path, wall_seconds: float | None = None, command: str = ""
 ) -> dict:
-    """Score per module and every survivor (diff, reason when judged) -> out/*.json, *.md."""
+    """Score per module and every survivor (diff, reason when judged) -> out/*.json, *.md.
+
+    Modules this run did not mutate keep their earlier figures (each with the command, date
+    and source hash it was measured with), so the whole scope can be measured a few modules
+    at a time; a module whose source changed since is marked stale in the report."""
     out.mkdir(parents=True, exist_ok=True)
     reasons_path = out / REASONS_FILE
     reasons = json.loads(reasons_path.read_text()) if reasons_path.exists() else {}
     status = results(stage_dir)
+    created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     modules: dict[str, dict] = {}
     for name, st in sorted(status.items()):
         m = modules.setdefault(
             module_of(name), {"killed": 0, "timeout": 0, "survived": 0, "other": 0}
         )
         m[st if st in ("killed", "timeout", "survived") else "other"] += 1
-    for m in modules.values():
+    for name, m in modules.items():
         # as mutmut scores: a mutant that makes the tests overrun is caught, not missed
         tested = m["killed"] + m["timeout"] + m["survived"]
         m["score"] = round((m["killed"] + m["timeout"]) / tested, 4) if tested else None
+        m.update(created=created, command=command, sha=source_sha(name))
+        m["wall_seconds"] = round(wall_seconds, 1) if wall_seconds else None
     survivors = [
         {"mutant": n, "module": module_of(n), "diff": diff_of(stage_dir, n),
          "reason": reasons.get(n, "")}
         for n, st in sorted(status.items()) if st == "survived"
     ]  # fmt: skip
+    this_run = set(modules)
+    earlier_path = out / "mutation.json"
+    if earlier_path.is_file():
+        earlier = json.loads(earlier_path.read_text())
+        for name, m in earlier.get("modules", {}).items():
+            if name not in modules:
+                m.setdefault("created", earlier.get("created"))
+                m.setdefault("command", earlier.get("command", ""))
+                m.setdefault("sha", "")
+                modules[name] = m
+        survivors += [s for s in earlier.get("survivors", []) if s["module"] not in this_run]
+        survivors.sort(key=lambda s: s["mutant"])
     killed = sum(m["killed"] + m["timeout"] for m in modules.values())
     tested = killed + sum(m["survived"] for m in modules.values())
     result = {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created": created,
         "wall_seconds": wall_seconds,
         "command": command,
         "score": round(killed / tested, 4) if tested else None,
@@ -178,27 +210,34 @@ def report(
         "modules": modules,
         "survivors": survivors,
     }
-    (out / "mutation.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(out / "mutation.json", json.dumps(result, indent=2) + "\n")
     lines = ["# Mutation testing (mutmut 3)", ""]
-    if command:
-        lines += [f"`{command}`", ""]
-    if wall_seconds and tested:
-        lines.append(f"Wall time {wall_seconds / 60:.1f} min; score {result['score']:.1%} "
-                     f"({killed} of {tested} mutants killed).")  # fmt: skip
-        lines.append("")
+    if tested:
+        lines += [
+            f"Score {result['score']:.1%} ({killed} of {tested} mutants killed) over "
+            f"{len(modules)} modules. The last run: `{command}`"
+            + (f", {wall_seconds / 60:.1f} min." if wall_seconds else "."),
+            "Each module's row comes from the run that last mutated it (its date below; the "
+            "command of each run is in mutation.json). *stale*: the module's source changed "
+            "since, so its figures are no longer current.",
+            "",
+        ]
     lines += [
-        "| module | killed | timed out | survived | no test reaches it | score |",
-        "|---|---|---|---|---|---|",
+        "| module | killed | timed out | survived | no test reaches it | score | measured |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, m in sorted(modules.items()):
         score = f"{m['score']:.1%}" if m["score"] is not None else "-"
+        when = (m.get("created") or "")[:10]
+        if m.get("sha") != source_sha(name):
+            when += " *stale*"
         lines.append(f"| {name} | {m['killed']} | {m['timeout']} | {m['survived']} | "
-                     f"{m['other']} | {score} |")  # fmt: skip
+                     f"{m['other']} | {score} | {when} |")  # fmt: skip
     lines += ["", "## Surviving mutants", ""]
     for s in survivors:
         lines.append(f"- `{s['mutant']}`: {s['reason'] or 'not judged yet: a missing test?'}")
         lines += ["  ```diff", *(f"  {ln}" for ln in s["diff"].splitlines()), "  ```"]
-    (out / "mutation.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(out / "mutation.md", "\n".join(lines) + "\n")
     return result
 
 

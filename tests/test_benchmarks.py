@@ -515,3 +515,49 @@ def test_runtime_check_reads_the_runtimes_own_fps_line(bench_model, video):
     fake = {"configs": {"default": {"fps": fps[0]}}}
     check = runtime_check(fake, str(video), str(bench_model), frames=30)
     assert set(check) >= {"bench_fps", "run_fps", "ratio", "within"} and check["ratio"] > 0
+
+
+def test_a_mutation_run_of_some_modules_keeps_the_others_figures(tmp_path, monkeypatch):
+    """`make mutation MUTATE=edge/crop.py` replaces crop's row and survivors and keeps every
+    other module's from the run that measured it; the total is over all of them."""
+    from fer_edge.benchmarks import mutation
+
+    earlier = {
+        "created": "2026-11-30T19:47:34+0000", "command": "old run", "score": 0.9,
+        "modules": {
+            "fer_edge.edge.crop": {"killed": 9, "timeout": 0, "survived": 1, "other": 0,
+                                   "score": 0.9},
+            "fer_edge.edge.tracking": {"killed": 6, "timeout": 1, "survived": 3, "other": 2,
+                                       "score": 0.7},
+        },
+        "survivors": [
+            {"mutant": "fer_edge.edge.crop.x_crop_face__mutmut_1", "module": "fer_edge.edge.crop",
+             "diff": "-a\n+b", "reason": ""},
+            {"mutant": "fer_edge.edge.tracking.x_iou__mutmut_2",
+             "module": "fer_edge.edge.tracking", "diff": "-c\n+d", "reason": "equivalent"},
+        ],
+    }  # fmt: skip
+    (tmp_path / "mutation.json").write_text(json.dumps(earlier))
+    now = {
+        "fer_edge.edge.crop.x_crop_face__mutmut_1": "killed",
+        "fer_edge.edge.crop.x_crop_face__mutmut_2": "killed",
+        "fer_edge.edge.crop.x_crop_face__mutmut_3": "survived",
+        "fer_edge.edge.crop.x_crop_face__mutmut_4": "no tests",
+    }
+    monkeypatch.setattr(mutation, "results", lambda stage: now)
+    monkeypatch.setattr(mutation, "diff_of", lambda stage, name: "-x\n+y")
+    got = mutation.report(tmp_path / "stage", tmp_path, 12.0, "new run")
+
+    crop, tracking = got["modules"]["fer_edge.edge.crop"], got["modules"]["fer_edge.edge.tracking"]
+    assert (crop["killed"], crop["survived"], crop["other"], crop["score"]) == (2, 1, 1, 0.6667)
+    assert crop["command"] == "new run" and crop["sha"] == mutation.source_sha("fer_edge.edge.crop")
+    assert (tracking["killed"], tracking["timeout"], tracking["survived"]) == (6, 1, 3)
+    assert tracking["command"] == "old run" and tracking["created"].startswith("2026-11-30")
+    assert [s["mutant"] for s in got["survivors"]] == [
+        "fer_edge.edge.crop.x_crop_face__mutmut_3", "fer_edge.edge.tracking.x_iou__mutmut_2",
+    ]  # fmt: skip
+    assert (got["killed"], got["tested"], got["score"]) == (2 + 7, 3 + 10, round(9 / 13, 4))
+    table = (tmp_path / "mutation.md").read_text()
+    assert "| fer_edge.edge.tracking | 6 | 1 | 3 | 2 | 70.0% | 2026-11-30 *stale* |" in table
+    assert "| fer_edge.edge.crop | 2 | 0 | 1 | 1 | 66.7% |" in table
+    assert json.loads((tmp_path / "mutation.json").read_text()) == got
