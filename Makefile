@@ -196,7 +196,11 @@ figures: $(STAMP) ## every figure of README.md and docs/, one go, one machine (~
 	    $(foreach r,$(COMPARE_REPOS),--compare-repo $(r))
 	FER_EDGE_PI_FIGURES=1 FER_EDGE_PI_OS= $(BIN)/python -m pytest -q -s -p no:cacheprovider \
 	    tests/test_pi_emulated.py -k make_deploy
+	$(MAKE) --no-print-directory pi-faults
 	$(MAKE) --no-print-directory readme
+
+pi-faults: $(STAMP) ## the fault table of docs/raspberry-pi.md: full disk here, crash/reboot/power cut on the whole emulated Pi (root, ~12 min)
+	FER_EDGE_PI_FIGURES=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_pi_system.py
 
 readme: $(STAMP) ## render the figure blocks of README.md and docs/*.md from the newest benchmarks/results/ folder
 	$(BIN)/python -m fer_edge.benchmarks.readme

@@ -434,6 +434,35 @@ def emulated_pi_block(src: Sources) -> list[str]:
             "", *table(["", *(pi["os"][o]["label"] for o in oses)], rows)]  # fmt: skip
 
 
+def pi_faults_block(src: Sources) -> list[str]:
+    """docs/raspberry-pi.md's fault table: the whole emulated Pi's faults and the disk-full
+    tests, from one `make pi-faults` run (tests/test_pi_system.py)."""
+    f = src.need("pi_faults", "make pi-faults")
+    pi, disk, full = f["whole_pi"], f["disk_full"], f["dev_full"]
+    rows = [[r["fault"], "yes" if r["survived"] else "no",
+             "never" if r["recovery_s"] is None else f"{r['recovery_s']} s to the next event",
+             r["lost"], r["torn"]] for r in pi["rows"]]  # fmt: skip
+    rows += [
+        ["an upgrade whose pip install fails", "yes, the same process kept writing",
+         f"nothing to recover (deploy failed in {pi['failed_upgrade_s']} s)", 0, 0],
+        ["disk full (a 64 KiB tmpfs that fills)", "yes, kept running",
+         f"{disk['resumed_after_s']:.1f} s after space returned",
+         f"{disk['dropped']} dropped while full", disk["torn"]],
+        ["disk full (`--events /dev/full`)",
+         "yes, kept running" if full["exit"] == 0 else f"no (exit {full['exit']})",
+         "—", "all (nothing fits)", 0],
+    ]  # fmt: skip
+    return [
+        stamp(f, "`make pi-faults` (tests/test_pi_system.py)", src, "pi_faults.json"),
+        "",
+        *table(["fault", "survived", "recovery", "events lost", "torn lines"], rows, text=3),
+        "",
+        f"Power-on to SSH login {pi['boot_to_ssh_s']} s; the first `make deploy` (venv and pip "
+        f"on the emulated Pi, service started) {pi['deploy_s']} s; the upgrade to "
+        f"`PI_EVENTS_SYNC=0` {pi['upgrade_s']} s.",
+    ]
+
+
 def default_size_block(src: Sources) -> list[str]:
     return [f"{cards(src)[0]['bytes'] / 1024:.0f} KiB"]
 
@@ -556,6 +585,7 @@ RENDERERS = {
     "pi-cost": pi_cost_block,
     "sinks": sinks_block,
     "emulated-pi": emulated_pi_block,
+    "pi-faults": pi_faults_block,
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -35,6 +36,25 @@ def warnings_about(stderr: str, path: str) -> list[str]:
     return [ln for ln in stderr.splitlines() if "events:" in ln and path in ln]
 
 
+def record_faults(part: str, figures: dict) -> None:
+    """FER_EDGE_PI_FIGURES=1 (`make figures`): this test's figures go into the results folder's
+    pi_faults.json, which docs/raspberry-pi.md's fault table is rendered from."""
+    if os.environ.get("FER_EDGE_PI_FIGURES") != "1":
+        return
+    from datetime import datetime, timezone
+
+    from fer_edge.benchmarks.system import machine_info, results_dir
+    from fer_edge.edge.fileio import atomic_write_text
+
+    machine = machine_info()
+    path = results_dir(None, machine["slug"]) / "pi_faults.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data.update(created=datetime.now(timezone.utc).isoformat(timespec="seconds"), machine=machine)
+    data[part] = figures
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
 def test_events_to_dev_full_is_one_line_and_the_runtime_carries_on(video):
     t0 = time.monotonic()
     proc = run_cli(
@@ -49,6 +69,7 @@ def test_events_to_dev_full_is_one_line_and_the_runtime_carries_on(video):
     # The runtime keeps going: all 30 frames are processed and the run ends normally.
     assert proc.returncode == 0, proc.stderr
     assert "30 frames" in proc.stderr, proc.stderr
+    record_faults("dev_full", {"exit": proc.returncode, "log_lines": len(lines), "frames": 30})
 
 
 def test_events_file_left_torn_by_a_power_cut_is_cut_back_at_start(tmp_path, video):
@@ -131,6 +152,9 @@ def test_events_on_a_disk_that_fills_keep_whole_lines_and_resume(tmp_path, video
         assert events.stat().st_size > size_full  # it did write again
         assert resumed_after < 5
         assert gap > 1  # the frames of the full stretch were dropped, not half-written
+        dropped = int(re.search(r"(\d+) events dropped meanwhile", lines[1])[1])
+        figures = {"resumed_after_s": round(resumed_after, 2), "dropped": dropped, "torn": 0}
+        record_faults("disk_full", {**figures, "log_lines": len(lines)})
     finally:
         subprocess.run(["umount", str(disk)], check=False)
 
@@ -380,8 +404,24 @@ def test_whole_pi_deploy_and_faults(pi_system, video, capsys):
            f"login: {t_back is not None and t_back < t_login}; {before} lines before, {kept} "
            f"kept; torn {torn}; boot {boot_id[:8]}")  # fmt: skip
 
+    # An upgrade that succeeds, under systemd: a new release and a new process, the old one
+    # kept as `previous` for make rollback. It switches the events to PI_EVENTS_SYNC=0 (each
+    # frame's lines on the card before the next frame) for the power cut below.
+    t0 = time.monotonic()
+    up = make_pi(pi, "deploy", "PI_EVENTS_SYNC=0")
+    t_up = time.monotonic() - t0
+    assert up.returncode == 0, up.stderr
+    upgraded = pi.ssh(f"readlink {PI_HOME}/fer-edge/current").stdout.strip()
+    assert upgraded != release
+    assert pi.ssh(f"readlink {PI_HOME}/fer-edge/previous").stdout.strip() == release
+    start = pi.ssh("systemctl --user show -p ExecStart --value fer-edge").stdout
+    assert "--events-sync 0 " in start, start
+    assert first_event_after(pi, pi_clock(pi), timeout=RESTART_BOUND) is not None
+    report(f"upgrade: make deploy PI_EVENTS_SYNC=0 in {t_up:.0f} s, {release} -> {upgraded}, "
+           f"previous = {release}")  # fmt: skip
+
     # 3. A power cut mid-run: QEMU killed, no shutdown; then power on again.
-    time.sleep(15)  # let some events go out after the reboot
+    time.sleep(15)  # let some events go out after the upgrade
     out = pi.ssh(f"wc -l < {PI_EVENTS}; tail -n 1 {PI_EVENTS}; date +%s.%N").stdout.split("\n")
     before, last_seen, t_cut = int(out[0]), json.loads(out[1]), float(out[2])
     pi.power_cut()
@@ -391,11 +431,12 @@ def test_whole_pi_deploy_and_faults(pi_system, video, capsys):
     journal = pi.ssh("journalctl --user -u fer-edge -b --no-pager").stdout
     cut = [ln.split("ended in ")[1] for ln in journal.splitlines() if "half a line" in ln]
     kept = sum(1 for e in events if e["t_capture"] <= last_seen["t_capture"])
-    rows.append(("power cut (QEMU killed) mid-run", t_back is not None and torn == 0,
-                 t_back - t_cut if t_back else None, max(0, before - kept), torn))  # fmt: skip
+    rows.append(("power cut (QEMU killed) mid-run, PI_EVENTS_SYNC=0",
+                 t_back is not None and torn == 0, t_back - t_cut if t_back else None,
+                 max(0, before - kept), torn))  # fmt: skip
     report(f"power cut: SSH again {boot_s:.0f} s after power-on, events again "
            f"{rows[-1][2]:.0f} s after the cut; {before} lines seen before the cut, {kept} on "
-           f"disk after it ({before - kept} lost: the page cache's last seconds); torn tail cut "
+           f"disk after it ({before - kept} lost); torn tail cut "
            f"back at start: {cut or 'none'}; torn lines now {torn}; {size} bytes")  # fmt: skip
 
     table = [
@@ -406,6 +447,13 @@ def test_whole_pi_deploy_and_faults(pi_system, video, capsys):
         rec_s = f"{rec:.0f} s" if rec is not None else "never"
         table.append(f"| {fault} | {'yes' if ok else 'no'} | {rec_s} | {lost} | {torn_lines} |")
     report("faults:\n" + "\n".join(table))
+    record_faults("whole_pi", {
+        "boot_to_ssh_s": round(pi.boot_seconds[0]), "deploy_s": round(t_deploy),
+        "failed_upgrade_s": round(t_bad), "upgrade_s": round(t_up),
+        "rows": [{"fault": f, "survived": ok, "recovery_s": None if r is None else round(r),
+                  "lost": lost, "torn": tl} for f, ok, r, lost, tl in rows],
+    })  # fmt: skip
     assert all(ok for _, ok, *_ in rows), table
     assert all(torn_lines == 0 for *_, torn_lines in rows), table
     assert rows[0][2] <= RESTART_BOUND and rows[0][3] == 0  # SIGKILL loses nothing written
+    assert rows[2][3] == 0  # with PI_EVENTS_SYNC=0 a power cut loses no line written
