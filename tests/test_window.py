@@ -28,7 +28,19 @@ pytestmark = pytest.mark.slow  # a venv with OpenCV and LiteRT (~45 s from pip's
 
 TITLE = "fer-edge"  # edge/sinks.py: Window's default title
 # what a run of `make` must not inherit from a `make test` around pytest
-MAKE_STATE = ("DISPLAY", "WAYLAND_DISPLAY", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "GUI", "EXTRAS")
+MAKE_STATE = (
+    "DISPLAY",
+    "WAYLAND_DISPLAY",
+    "MAKEFLAGS",
+    "MFLAGS",
+    "MAKELEVEL",
+    "GUI",
+    "EXTRAS",
+    "ARGS",
+    "SOURCE",
+    "MODEL",
+    "VENV",
+)  # make exports command-line variables
 
 
 def make(*args: str, display: str | None, timeout: int = 900) -> subprocess.CompletedProcess:
