@@ -128,14 +128,21 @@ def check_dashboard(port: str | int | None) -> int | None:
 
 
 def check_events_sync(value: str | None) -> str:
-    """PI_EVENTS_SYNC: seconds (0 = every frame), off, or empty for the runtime's default."""
+    """PI_EVENTS_SYNC: seconds (0 = every frame), off, or empty for the runtime's default;
+    read by the runtime's own --events-sync parser, so the Pi never gets a value it refuses."""
+    import argparse
+
+    from fer_edge.edge.cliframe import sync_seconds
+
     text = (value or "").strip().lower()
-    if text in ("", "off"):
-        return text
+    if not text:
+        return ""
     try:
-        seconds = float(text)
-    except ValueError:
+        seconds = sync_seconds(text)
+    except argparse.ArgumentTypeError:
         seconds = -1.0
+    if seconds is None:
+        return "off"
     if not 0 <= seconds < float("inf"):
         raise StageError(
             f"PI_EVENTS_SYNC={value}: give seconds a power cut may take (0 = none), or off"

@@ -76,7 +76,6 @@ class LineAppender:
     def __init__(self, path: str | os.PathLike, sync_every: float | None = None):
         self.path = str(path)
         self.sync_every = sync_every
-        self.syncs = 0  # fdatasync calls made
         self._unsynced_since: float | None = None  # monotonic time of the oldest unsynced write
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         # Cutting back only makes sense on a regular file (not /dev/full, a pipe, a tty).
@@ -137,7 +136,6 @@ class LineAppender:
         now = time.monotonic() if now is None else now
         if now - self._unsynced_since >= self.sync_every:
             os.fdatasync(self._fd)
-            self.syncs += 1
             self._unsynced_since = None
 
     def close(self) -> None:
