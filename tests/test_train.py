@@ -24,7 +24,9 @@ def test_one_epoch_smoke_training_saves_a_model_that_loads_and_predicts(smoke_tr
     for suffix in (".keras", ".h5", ".keras.json", ".config.json", ".report.json"):
         assert (out / f"smoke{suffix}").is_file(), suffix
     report = json.loads((out / "smoke.report.json").read_text())
-    assert report["epochs_run"] == 1 and report["train_images"] >= 390
+    # --max-train 400: a stratified subset, rounded per class (a run on all 21,740 faces
+    # took 4 minutes and passed an ">= 390" here for five sessions)
+    assert report["epochs_run"] == 1 and abs(report["train_images"] - 400) <= 3
     # The run's wall time is in the report (speed is the benchmarks' business, not a test's:
     # the same run takes twice as long when the machine is busy).
     assert report["wall_seconds"] > 0

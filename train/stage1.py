@@ -214,6 +214,9 @@ def run_stage1(cfg: Stage1Config) -> dict:
         x_va, t_va, _ = split_targets(data, "public", labels, val_rule.split()[1], votes)
     else:
         raise ConfigError(f"--validation {cfg.validation!r}: choose holdout or public")
+    if cfg.max_train:  # after the holdout, so a smoke run validates on the same faces
+        keep = stratified_subset(t_tr.argmax(1), cfg.max_train, cfg.seed)
+        x_tr, t_tr, idx_tr = x_tr[keep], t_tr[keep], idx_tr[keep]
     if cfg.max_val:
         keep = stratified_subset(t_va.argmax(1), cfg.max_val, cfg.seed)
         x_va, t_va = x_va[keep], t_va[keep]
