@@ -159,6 +159,29 @@ def smoke_training(tmp_path_factory, archive):
     return out, proc
 
 
+def record_pi_figures(filename: str, keys: tuple[str, ...], figures: dict) -> None:
+    """FER_EDGE_PI_FIGURES=1 (`make figures`, `make pi-faults`): put a test's figures at
+    data[keys[0]][keys[1]]... of FILENAME in this machine's results folder, which the docs'
+    tables are rendered from (make readme). Other keys of the file are kept."""
+    if os.environ.get("FER_EDGE_PI_FIGURES") != "1":
+        return
+    from datetime import datetime, timezone
+
+    from fer_edge.benchmarks.system import machine_info, results_dir
+    from fer_edge.edge.fileio import atomic_write_text
+
+    machine = machine_info()
+    path = results_dir(None, machine["slug"]) / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data.update(created=datetime.now(timezone.utc).isoformat(timespec="seconds"), machine=machine)
+    node = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = figures
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
 def pi_os_selected(name: str) -> None:
     """Skip (fail in CI) unless the emulated Pi can run here and is wanted.
 

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, VIDEO_480, need
+from conftest import ROOT, VIDEO_480, need, record_pi_figures
 
 from deploy.pi.rootfs import build_meta, tarball
 from deploy.stage import edge_requirements
@@ -185,25 +185,6 @@ def x86_reference(pi, workdir: str, argv: list[str], out: Path, source: Path) ->
     )
     assert proc.returncode == 0, proc.stderr
     return read_events(out)
-
-
-def record_figures(pi, figures: dict) -> None:
-    """FER_EDGE_PI_FIGURES=1 (`make figures`): add this OS's figures to the results folder's
-    emulated_pi.json, which the README's table is rendered from."""
-    if os.environ.get("FER_EDGE_PI_FIGURES") != "1":
-        return
-    from datetime import datetime, timezone
-
-    from fer_edge.benchmarks.system import machine_info, results_dir
-    from fer_edge.edge.fileio import atomic_write_text
-
-    machine = machine_info()
-    path = results_dir(None, machine["slug"]) / "emulated_pi.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = json.loads(path.read_text()) if path.is_file() else {"os": {}}
-    data.update(created=datetime.now(timezone.utc).isoformat(timespec="seconds"), machine=machine)
-    data["os"][pi.os.suite] = {"label": pi.os.label, **figures}
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def follow_logs_briefly(pi) -> list[str]:
@@ -416,10 +397,11 @@ def test_make_deploy_to_emulated_pi(emulated_pi, tmp_path, capsys):
         f"{pi.os.label}: rootfs build {built_text}, first deploy "
         f"{t_deploy:.0f} s, this test {took:.0f} s"
     )
-    record_figures(
-        pi,
-        {"rootfs_build_s": built, "same": agree, "decoded": decoded, "fps": fps,
-         "deploy_s": t_deploy, "test_s": took},
+    record_pi_figures(
+        "emulated_pi.json",
+        ("os", pi.os.suite),
+        {"label": pi.os.label, "rootfs_build_s": built, "same": agree, "decoded": decoded,
+         "fps": fps, "deploy_s": t_deploy, "test_s": took},
     )  # fmt: skip
 
 

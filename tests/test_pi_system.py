@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import INT8, ROOT, run_cli
+from conftest import INT8, ROOT, record_pi_figures, run_cli
 
 NO_SPACE = "no space left on device"
 
@@ -34,25 +34,6 @@ def parse_events(path: Path) -> list[dict]:
 
 def warnings_about(stderr: str, path: str) -> list[str]:
     return [ln for ln in stderr.splitlines() if "events:" in ln and path in ln]
-
-
-def record_faults(part: str, figures: dict) -> None:
-    """FER_EDGE_PI_FIGURES=1 (`make figures`): this test's figures go into the results folder's
-    pi_faults.json, which docs/raspberry-pi.md's fault table is rendered from."""
-    if os.environ.get("FER_EDGE_PI_FIGURES") != "1":
-        return
-    from datetime import datetime, timezone
-
-    from fer_edge.benchmarks.system import machine_info, results_dir
-    from fer_edge.edge.fileio import atomic_write_text
-
-    machine = machine_info()
-    path = results_dir(None, machine["slug"]) / "pi_faults.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = json.loads(path.read_text()) if path.is_file() else {}
-    data.update(created=datetime.now(timezone.utc).isoformat(timespec="seconds"), machine=machine)
-    data[part] = figures
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def test_events_to_dev_full_is_one_line_and_the_runtime_carries_on(video):
@@ -69,7 +50,8 @@ def test_events_to_dev_full_is_one_line_and_the_runtime_carries_on(video):
     # The runtime keeps going: all 30 frames are processed and the run ends normally.
     assert proc.returncode == 0, proc.stderr
     assert "30 frames" in proc.stderr, proc.stderr
-    record_faults("dev_full", {"exit": proc.returncode, "log_lines": len(lines), "frames": 30})
+    figures = {"exit": proc.returncode, "log_lines": len(lines), "frames": 30}
+    record_pi_figures("pi_faults.json", ("dev_full",), figures)
 
 
 def test_events_file_left_torn_by_a_power_cut_is_cut_back_at_start(tmp_path, video):
@@ -154,7 +136,7 @@ def test_events_on_a_disk_that_fills_keep_whole_lines_and_resume(tmp_path, video
         assert gap > 1  # the frames of the full stretch were dropped, not half-written
         dropped = int(re.search(r"(\d+) events dropped meanwhile", lines[1])[1])
         figures = {"resumed_after_s": round(resumed_after, 2), "dropped": dropped, "torn": 0}
-        record_faults("disk_full", {**figures, "log_lines": len(lines)})
+        record_pi_figures("pi_faults.json", ("disk_full",), {**figures, "log_lines": len(lines)})
     finally:
         subprocess.run(["umount", str(disk)], check=False)
 
@@ -447,7 +429,7 @@ def test_whole_pi_deploy_and_faults(pi_system, video, capsys):
         rec_s = f"{rec:.0f} s" if rec is not None else "never"
         table.append(f"| {fault} | {'yes' if ok else 'no'} | {rec_s} | {lost} | {torn_lines} |")
     report("faults:\n" + "\n".join(table))
-    record_faults("whole_pi", {
+    record_pi_figures("pi_faults.json", ("whole_pi",), {
         "boot_to_ssh_s": round(pi.boot_seconds[0]), "deploy_s": round(t_deploy),
         "failed_upgrade_s": round(t_bad), "upgrade_s": round(t_up),
         "rows": [{"fault": f, "survived": ok, "recovery_s": None if r is None else round(r),
