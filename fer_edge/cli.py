@@ -20,11 +20,13 @@ def build_parser() -> OneLineParser:
     from fer_edge.evaluation.cli import add_card_parser, add_eval_parser
     from fer_edge.train.calibrate import add_calibrate_parser
     from fer_edge.train.cli import add_data_parser, add_finetune_parser, add_train_parser
+    from fer_edge.train.ensemble import add_ensemble_parser
 
     add_data_parser(sub)
     add_train_parser(sub)
     add_finetune_parser(sub)
     add_calibrate_parser(sub)
+    add_ensemble_parser(sub)
     add_eval_parser(sub)
     add_card_parser(sub)
     add_convert_parser(sub)

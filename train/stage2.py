@@ -29,12 +29,23 @@ log = logging.getLogger(__name__)
 
 def set_trainable_top(net, n: int) -> int:
     """Freeze all but the last n layers of `net`; BatchNorm always frozen. Returns the number
-    of layers left trainable that have weights."""
+    of layers left trainable that have weights. In an ensemble (fer-edge ensemble: member
+    nets inside one graph) the rule holds for each member, and the layers that combine the
+    members stay trainable."""
+    import keras
     from keras import layers
 
     if n < 1:
         raise ConfigError(f"--trainable-top {n}: must be at least 1")
     net.trainable = True
+    if any(isinstance(layer, keras.Model) for layer in net.layers):
+        count = 0
+        for layer in net.layers:
+            if isinstance(layer, keras.Model):
+                count += set_trainable_top(layer, n)
+            else:
+                count += bool(layer.weights)
+        return count
     for i, layer in enumerate(net.layers):
         top = i >= len(net.layers) - n
         layer.trainable = top and not isinstance(layer, layers.BatchNormalization)

@@ -1,0 +1,121 @@
+"""`fer-edge ensemble`: several trained models as one graph, one interpreter run per face.
+
+The members' logits (the input of each `probs` layer, before its softmax) are averaged with
+equal weights, then a K x K `probs` layer (identity: softmax of the mean logits, i.e. the
+normalised geometric mean of the members' probabilities) gives the output. The mean of
+log-probabilities and the mean of logits differ by a per-face constant, which softmax removes,
+so the graph keeps the logits: a narrower range for int8 than log-probabilities.
+
+The members must share the contract (labels, input size, colour, resizing): the runtime feeds
+the ensemble exactly what it fed each member. `fer-edge calibrate` can fold a temperature and
+bias into the final `probs` layer like any model's, when a holdout exists that no member saw.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# Contract fields that may differ between members: where each came from (with the calibration
+# folded into its weights), and its test-time views, which the ensemble leaves out (each member
+# enters as its trained net; `convert --tta` puts views around the whole ensemble).
+FREE_FIELDS = ("provenance", "tta")
+
+
+def member_logits(model, index: int):
+    """(body, head) of one member: its graph up to the logits, and a linear copy of `probs`."""
+    import keras
+    from fer_edge.train.model import trained_net
+
+    net = trained_net(model)
+    probs = net.get_layer("probs")
+    body = keras.Model(net.inputs, probs.input, name=f"member{index}")
+    head = keras.layers.Dense(probs.units, name=f"member{index}_logits")
+    return body, head, probs.get_weights()
+
+
+def ensemble_model(members: list) -> object:
+    import keras
+    import numpy as np
+
+    inp = keras.Input(members[0].input_shape[1:], name="face")
+    logits = []
+    for i, m in enumerate(members):
+        body, head, weights = member_logits(m, i)
+        logits.append(head(body(inp)))
+        head.set_weights(weights)
+    k = logits[0].shape[-1]
+    mean = keras.layers.Average(name="mean_logits")(logits)
+    out = keras.layers.Dense(k, activation="softmax", name="probs")(mean)
+    model = keras.Model(inp, out, name="fer_ensemble")
+    model.get_layer("probs").set_weights([np.eye(k, dtype=np.float32), np.zeros(k, np.float32)])
+    return model
+
+
+def run_ensemble(member_paths: list[str], out: str) -> dict:
+    from fer_edge.edge.contract import read_contract, write_contract
+    from fer_edge.edge.errors import ConfigError
+    from fer_edge.edge.fileio import atomic_write_text
+    from fer_edge.train.model import load_keras
+    from fer_edge.train.stage1 import save_model_atomic
+
+    if len(member_paths) < 2:
+        raise ConfigError("--members: name two or more trained models, comma-separated")
+    for p in member_paths:
+        if not Path(p).is_file():
+            raise ConfigError(f"--members: {p} does not exist")
+    contracts = [read_contract(p) for p in member_paths]
+    first = contracts[0]
+    for path, c in zip(member_paths[1:], contracts[1:]):
+        differ = [
+            f
+            for f in first.__dataclass_fields__
+            if f not in FREE_FIELDS and getattr(c, f) != getattr(first, f)
+        ]
+        if differ:
+            raise ConfigError(
+                f"--members: {path} differs from {member_paths[0]} in {', '.join(differ)}; "
+                "an ensemble's members must take the same input and give the same labels"
+            )
+    members = [load_keras(p) for p in member_paths]
+    model = ensemble_model(members)
+    contract = first.with_(
+        tta="none",
+        provenance={"ensemble": [Path(p).name for p in member_paths], "rule": "mean logits"},
+    )
+    stem = Path(out)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in (".keras", ".h5"):
+        save_model_atomic(model, stem.with_suffix(suffix))
+        write_contract(stem.with_suffix(suffix), contract)
+    report = {
+        "members": member_paths,
+        "rule": "equal-weight mean of the members' logits, softmax",
+        "params": int(model.count_params()),
+    }
+    atomic_write_text(stem.with_suffix(".ensemble.json"), json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def add_ensemble_parser(sub) -> None:
+    p = sub.add_parser(
+        "ensemble", help="several trained models as one graph (mean logits), for convert"
+    )
+    p.add_argument(
+        "--members", required=True, help="trained Keras models, comma-separated (same contract)"
+    )
+    p.add_argument("--out", required=True, help="output stem, e.g. models/fer_pair")
+    p.set_defaults(func=cmd_ensemble)
+
+
+def cmd_ensemble(args) -> int:
+    report = run_ensemble([m for m in args.members.split(",") if m], args.out)
+    print(
+        f"{len(report['members'])} members, {report['params']:,} parameters -> "
+        f"{args.out}.keras, {args.out}.h5"
+    )
+    print(f"next: fer-edge convert --model {args.out}.h5 (then fer-edge eval on the .tflite)")
+    return 0
