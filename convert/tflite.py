@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from fer_edge.edge.quiet import native_stderr_to_debug
 from fer_edge.train.config import DEFAULT_KERAS_SOURCE
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,10 @@ def convert_variant(
         conv.inference_output_type = dtype
     elif variant != "float32":
         raise ValueError(f"unknown variant {variant}")
-    return conv.convert()
+    # The converter prints the exported graph's signature (stdout), MLIR and quantiser lines and
+    # a UserWarning (stderr): hundreds of lines per variant, at DEBUG only.
+    with native_stderr_to_debug(fds=(1, 2)):
+        return conv.convert()
 
 
 def contract_for(interpreter_details: tuple[dict, dict], base_contract, provenance: dict):

@@ -56,25 +56,30 @@ def quiet_native_logs(debug: bool) -> None:
 
 
 @contextlib.contextmanager
-def native_stderr_to_debug():
-    """File descriptor 2 into a temporary file for the duration; what native code wrote there
-    is logged at DEBUG afterwards, or written back to stderr if the block raised. With DEBUG
-    logging on, nothing is redirected (the lines appear as they are written)."""
+def native_stderr_to_debug(fds: tuple[int, ...] = (2,)):
+    """File descriptor 2 (and any other of `fds`, e.g. 1 for a library that prints) into a
+    temporary file for the duration; what was written there is logged at DEBUG afterwards, or
+    written back to stderr if the block raised. With DEBUG logging on, nothing is redirected
+    (the lines appear as they are written)."""
     if log.isEnabledFor(logging.DEBUG):
         yield
         return
     with _lock, tempfile.TemporaryFile() as captured:
+        sys.stdout.flush()
         sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(captured.fileno(), 2)
+        saved = {fd: os.dup(fd) for fd in fds}
+        for fd in fds:
+            os.dup2(captured.fileno(), fd)
         failed = True
         try:
             yield
             failed = False
         finally:
+            sys.stdout.flush()
             sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
             captured.seek(0)
             text = captured.read().decode(errors="replace")
             if failed and text:
