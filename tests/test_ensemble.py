@@ -3,6 +3,8 @@ logits (the normalised geometric mean of their probabilities), saved with one co
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import MODELS, need, one_line_error, run_cli
@@ -37,6 +39,18 @@ def test_the_ensemble_is_the_geometric_mean_of_its_members(archive, tmp_path):
         contract = read_contract(tmp_path / f"pair{suffix}")
         assert contract.labels == read_contract(a).labels and contract.tta == "none"
         assert contract.provenance["ensemble"] == ["fer_student.h5", "fer_mnv2.h5"]
+        # fer_student's holdout calibration is in its weights, and named; fer_mnv2 has none
+        members = contract.provenance["calibrated"]["members"]
+        assert members == {"fer_student.h5": read_contract(a).provenance["calibrated"]}
+    # what the cards read: parameters, and the members' training time summed from their reports
+    report = json.loads((tmp_path / "pair.report.json").read_text())
+    walls = [json.loads(m.with_suffix(".report.json").read_text()) for m in (a, b)]
+    members = sum(load_keras(m).count_params() for m in (a, b))
+    assert report["params"] == pair.count_params() == members + 5 * 5 + 5  # + the K x K probs
+    assert report["total_wall_seconds"] == sum(
+        w.get("total_wall_seconds", w.get("wall_seconds")) for w in walls
+    )
+    assert report["stage"] == "ensemble"
     # the members disagree on some faces, so the mean is not one member's output
     assert not np.allclose(expected, softmax(logp[0]), atol=1e-2)
 

@@ -82,22 +82,44 @@ def run_ensemble(member_paths: list[str], out: str) -> dict:
             )
     members = [load_keras(p) for p in member_paths]
     model = ensemble_model(members)
-    contract = first.with_(
-        tta="none",
-        provenance={"ensemble": [Path(p).name for p in member_paths], "rule": "mean logits"},
-    )
+    provenance: dict = {"ensemble": [Path(p).name for p in member_paths], "rule": "mean logits"}
+    calibrated = {
+        Path(p).name: c.provenance["calibrated"]
+        for p, c in zip(member_paths, contracts)
+        if "calibrated" in c.provenance
+    }
+    if calibrated:  # folded into each member's weights, so every converted variant names it
+        provenance["calibrated"] = {
+            "members": calibrated,
+            "ensemble": "none fitted: each member's own calibration stands",
+        }
+    contract = first.with_(tta="none", provenance=provenance)
     stem = Path(out)
     stem.parent.mkdir(parents=True, exist_ok=True)
     for suffix in (".keras", ".h5"):
         save_model_atomic(model, stem.with_suffix(suffix))
         write_contract(stem.with_suffix(suffix), contract)
-    report = {
+    report = ensemble_report(member_paths, int(model.count_params()))
+    atomic_write_text(stem.with_suffix(".report.json"), json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def ensemble_report(member_paths: list[str], params: int) -> dict:
+    """What the cards read of a training report (parameters, wall time, labels), for the
+    ensemble: its members' own reports summed, where each has one beside it."""
+    reports = []
+    for p in member_paths:
+        path = Path(p).with_suffix(".report.json")
+        reports.append(json.loads(path.read_text()) if path.is_file() else {})
+    walls = [r.get("total_wall_seconds", r.get("wall_seconds")) for r in reports]
+    return {
+        "stage": "ensemble",  # not a training run: the tables of runs skip it
         "members": member_paths,
         "rule": "equal-weight mean of the members' logits, softmax",
-        "params": int(model.count_params()),
+        "params": params,
+        "total_wall_seconds": sum(walls) if all(walls) else None,
+        "labels_rule": " + ".join(r.get("labels_rule", "?") for r in reports),
     }
-    atomic_write_text(stem.with_suffix(".ensemble.json"), json.dumps(report, indent=2) + "\n")
-    return report
 
 
 def add_ensemble_parser(sub) -> None:
