@@ -163,7 +163,8 @@ def models_summary_block(src: Sources) -> list[str]:
     vs_fer = "ahead of" if s_priv >= t_priv else "*behind*"
     return [
         "**What the figures say.** Against the crowd's labels (FER+ majority, PublicTest) the "
-        f"default one-view model is {abs(100 * (s_pub - t_pub)):.1f} points {vs_crowd} than "
+        f"default (two nets, one view each) is {abs(100 * (s_pub - t_pub)):.1f} points "
+        f"{vs_crowd} than "
         f"the six-view model; under the capture degradations it loses {s_drop:.1f} points at "
         f"medium severity where the six-view model loses {t_drop:.1f}. It costs one interpreter "
         f"run per face instead of six: {s_ms:.2f} ms per face against {t_ms:.2f} ms at one "
@@ -479,7 +480,7 @@ def quoted_baselines_block(src: Sources) -> list[str]:
 
 
 HEADLINE_NAMES = {
-    DEFAULT_MODEL_FILE: "**`{}`**, the default: one view per face",
+    DEFAULT_MODEL_FILE: "**`{}`**, the default: two nets, one view per face",
     TTA_MODEL_FILE: "`{}` (`--tta`), the first release: six views per face",
     SEVEN_MODEL_FILE: "`{}`: seven classes, six views",
 }
@@ -555,17 +556,22 @@ def headline_block(src: Sources) -> list[str]:
 
 
 def headline_stamp(card: dict, pipeline: dict, src: Sources) -> str:
-    """One stamp when cards and bench come from one `make figures` run, else one for each."""
-    if src.folder("models") == src.folder("pipeline"):
+    """One stamp when cards, bench and the emulated Pi come from one results folder, else one
+    for each folder the figures were read from."""
+    pi = src.get("emulated_pi")
+    same_pi = not pi or src.folder("emulated_pi") == src.folder("pipeline")
+    if src.folder("models") == src.folder("pipeline") and same_pi:
         return stamp(
             card, "`make figures` (`make cards`, `make bench`, the emulated-Pi test)", src,
             name="models",
         )  # fmt: skip
-    return (
-        stamp(card, "`make cards` (accuracy, size, ms per face)", src, "models.md")
-        + "; "
-        + stamp(pipeline, "`make bench` (FPS, the emulated Pi)", src, name="pipeline")
-    )
+    parts = [stamp(card, "`make cards` (accuracy, size, ms per face)", src, "models.md")]
+    if same_pi:
+        parts.append(stamp(pipeline, "`make bench` (FPS, the emulated Pi)", src, name="pipeline"))
+    else:
+        parts.append(stamp(pipeline, "`make bench` (FPS)", src, name="pipeline"))
+        parts.append(stamp(pi, "`make figures` (the emulated Pi)", src, name="emulated_pi"))
+    return "; ".join(parts)
 
 
 RENDERERS = {

@@ -3,6 +3,7 @@ short README whose links all lead somewhere; every section of the old, long READ
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -210,3 +211,27 @@ def test_the_readme_video_summary_is_what_a_run_prints(tmp_path, video):
     out = proc.stdout.splitlines()
     start = out.index(printed[0])
     assert out[start : start + len(printed)] == printed, proc.stdout
+
+
+def test_the_headline_stamp_names_every_folder_its_figures_come_from(tmp_path):
+    """Cards and bench of today with the emulated Pi of an older run: the stamp must not claim
+    today's date for the Pi figures (it did: one `make figures` stamp for all three)."""
+    from fer_edge.benchmarks.readme import Sources, headline_stamp
+
+    new, old = tmp_path / "amd-2c-20261201", tmp_path / "amd-2c-20261126"
+    machine = {"cpu": "AMD EPYC", "cores": 2, "slug": "amd-2c"}
+    for folder, name, date in ((new, "models", "2026-12-01"), (new, "pipeline", "2026-12-01"),
+                               (old, "emulated_pi", "2026-11-26")):  # fmt: skip
+        folder.mkdir(exist_ok=True)
+        (folder / f"{name}.json").write_text(
+            json.dumps({"created": f"{date}T10:00:00", "machine": machine, "os": {}})
+        )
+    src = Sources(new, [old])
+    card = json.loads((new / "models.json").read_text())
+    line = headline_stamp(card, src.get("pipeline"), src)
+    assert "2026-11-26" in line and "emulated Pi" in line.split("2026-11-26")[0].rsplit(";", 1)[1]
+    assert "make figures` (`make cards`" not in line
+    # all three from one folder: one stamp
+    (new / "emulated_pi.json").write_text((old / "emulated_pi.json").read_text())
+    line = headline_stamp(card, src.get("pipeline"), Sources(new, [old]))
+    assert line.count("2026-") == 1 and "the emulated-Pi test" in line
