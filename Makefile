@@ -16,8 +16,8 @@ DATA     ?= $(firstword $(wildcard ../shared/datasets/fer2013/archive.zip) fer20
 MODELS   ?= models
 # Keras source of the default model: `make convert` and `make finetune` input (the same path
 # as DEFAULT_KERAS_SOURCE in train/config.py; tests/test_first_hour.py checks they agree)
-KERAS    ?= $(MODELS)/fer_student.h5
-# the six-view FER2013 model the student is distilled from (`make train-teacher` makes it)
+KERAS    ?= $(MODELS)/fer_pair.h5
+# the six-view FER2013 model (`make train-teacher`), one of fer_blend's two teachers
 TEACHER  ?= $(MODELS)/fer_mnv2.h5
 # model the runtime uses (empty = the runtime's default: $FER_EDGE_MODEL or the packaged int8)
 MODEL    ?=
@@ -89,7 +89,8 @@ gui_line := $(cv_wheel) ($(if $(filter 1,$(gui)),the overlay window,no window)),
 	GUI=$(if $(filter 1,$(gui)),0,1) switches
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(all_extras))
 
-.PHONY: help setup setup-edge data train train-teacher train-seven finetune eval convert \
+.PHONY: help setup setup-edge data train train-student train-blend ensemble train-teacher \
+        train-seven finetune eval convert \
         convert-extra cards bench bench-accuracy figures readme run checks \
         capture test test-fast lint typecheck mutation models clean
 
@@ -151,11 +152,24 @@ train-teacher: $(STAMP) ## stage 1 on FER2013 labels, six views at test time -> 
 	$(FER) train --data "$(DATA)" --out $(MODELS) --name fer_mnv2 $(SHIPPED_RECIPE) \
 	    --init-from $(MODELS)/fer_mnv2.keras --epochs 8 --lr 5e-4 --warmup-epochs 0 --patience 4 $(ARGS)
 
-train: $(STAMP) ## the default model: ImageNet -> FER+ votes, one view, then a temperature and per-class bias fitted on the training holdout -> $(KERAS) (~45 min)
+train: $(STAMP) ## the default model: two nets trained on the crowd's votes, joined by `make ensemble` -> $(KERAS) (~2 h 20 min)
+	$(MAKE) --no-print-directory train-student train-blend ensemble
+
+train-student: $(STAMP) ## member 1: ImageNet -> FER+ votes, one view, then a temperature and per-class bias fitted on the training holdout -> models/fer_student.h5 (~45 min)
 	$(FER) train --data "$(DATA)" --out $(MODELS) --name fer_student --labels ferplus-soft \
 	    --robust-augment 0.4 --epochs 30 --warmup-epochs 1 --label-smoothing 0.05 --patience 8 \
 	    --tta none $(ARGS)
 	$(FER) calibrate --model $(MODELS)/fer_student.h5 --out $(MODELS)/fer_student
+
+train-blend: $(STAMP) ## member 2: FER+ votes plus FER2013's label as 5 votes, half the targets from $(TEACHER) and fer_student -> models/fer_blend.h5 (~90 min)
+	$(FER) train --data "$(DATA)" --out $(MODELS) --name fer_blend --labels ferplus-fer2013 \
+	    --fer2013-votes 5 --teacher $(TEACHER),$(MODELS)/fer_student.h5 --teacher-weight 0.5 \
+	    --robust-augment 0.4 --epochs 30 --warmup-epochs 1 --label-smoothing 0.05 --patience 8 \
+	    --tta none $(ARGS)
+	$(FER) calibrate --model $(MODELS)/fer_blend.h5 --out $(MODELS)/fer_blend
+
+ensemble: $(STAMP) ## fer_student and fer_blend as one graph (mean logits, one interpreter run per face) -> models/fer_pair.h5
+	$(FER) ensemble --members $(MODELS)/fer_student.h5,$(MODELS)/fer_blend.h5 --out $(MODELS)/fer_pair
 
 train-seven: $(STAMP) ## FER2013's seven classes, six views, from the teacher -> models/fer7_mnv2.h5 (~45 min)
 	$(FER) train --data "$(DATA)" --out $(MODELS) --name fer7_mnv2 $(SHIPPED_RECIPE) \

@@ -19,6 +19,7 @@ from fer_edge.edge.contract import atomic_write_text
 from fer_edge.edge.errors import ModelError
 from fer_edge.evaluation.figures import confusion_plot
 from fer_edge.evaluation.latency import LATENCY_WARMUP, latency
+from fer_edge.train.config import DEFAULT_KERAS_SOURCE
 from fer_edge.evaluation.machine import machine_info, results_dir, software_info
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ VARIANT_FILES = (
     "fer_float16.tflite",
     "fer_dynamic.tflite",
     "fer_int8.tflite",
-    "fer_student.h5",
+    Path(DEFAULT_KERAS_SOURCE).name,  # the Keras source they were converted from
 )
 SPLITS = {"public": "PublicTest", "private": "PrivateTest"}
 

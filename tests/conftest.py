@@ -25,7 +25,7 @@ MODELS = ROOT / "models"
 YUNET = MODELS / "face_detection_yunet.onnx"
 INT8 = MODELS / "fer_int8.tflite"
 FLOAT32 = MODELS / "fer_float32.tflite"
-KERAS = MODELS / "fer_student.h5"  # the Keras source of the default int8 model
+KERAS = MODELS / "fer_pair.h5"  # the Keras source of the default int8 model
 
 
 def need(path: Path) -> Path:

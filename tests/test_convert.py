@@ -37,6 +37,13 @@ def converted(keras_model, archive, tmp_path_factory):
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # Quiet: one log line per variant and its row in the table, nothing from the converter
+    # (it prints the graph's signature, MLIR and quantiser lines: ~430 lines before)
+    assert [ln.split()[2:4] for ln in proc.stderr.splitlines()] == [
+        ["INFO", "fer_edge.convert.run:"]
+    ] * 4, proc.stderr[-3000:]
+    rows = proc.stdout.splitlines()
+    assert [r.split()[0] for r in rows] == ["float32", "float16", "dynamic", "int8"], rows
     return out
 
 
@@ -102,7 +109,10 @@ def test_int8_io_matches_its_metadata(converted, keras_model):
     assert prov["agreement_with_keras"]["faces"] >= 990
     # the default's holdout calibration (folded into its weights) is named in every variant
     calibrated = read_contract(keras_model).provenance["calibrated"]
-    assert calibrated["temperature"] > 0 and len(calibrated["logit_bias"]) == 5
+    # the default is an ensemble (fer-edge ensemble): each member carries its own calibration
+    for member in calibrated["members"].values():
+        assert member["temperature"] > 0 and len(member["logit_bias"]) == 5
+    assert set(calibrated["members"]) == {"fer_student.h5", "fer_blend.h5"}
     for variant in converted.glob("*.tflite"):
         assert read_contract(variant).provenance["calibrated"] == calibrated, variant.name
 

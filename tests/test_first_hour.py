@@ -238,7 +238,7 @@ def test_tensorflow_commands_start_quietly_and_say_everything_with_debug(keras_m
 def test_make_help_prints_values_not_make_expressions():
     out = make("help")
     assert "$(" not in out
-    assert "fine-tune models/fer_student.h5 on PERSONAL=dir" in out  # was $(KERAS)
+    assert "fine-tune models/fer_pair.h5 on PERSONAL=dir" in out  # was $(KERAS)
     assert "-> models/fer_mnv2.h5" in out  # train-teacher's target, was $(TEACHER)
     other = make("help", "KERAS=elsewhere/mine.h5")
     assert "fine-tune elsewhere/mine.h5 on" in other
@@ -283,7 +283,7 @@ def test_the_default_keras_source_is_one_path_everywhere():
     from fer_edge.convert.tflite import ConvertConfig
     from fer_edge.train.config import DEFAULT_KERAS_SOURCE, Stage2Config
 
-    assert DEFAULT_KERAS_SOURCE == "models/fer_student.h5"
+    assert DEFAULT_KERAS_SOURCE == "models/fer_pair.h5"
     assert (ROOT / DEFAULT_KERAS_SOURCE).is_file()
     assert Stage2Config().base == DEFAULT_KERAS_SOURCE  # was models/fer_mnv2.keras
     assert ConvertConfig().model == DEFAULT_KERAS_SOURCE
@@ -308,7 +308,7 @@ def test_finetune_without_photos_or_base_is_one_line_before_tensorflow(tmp_path)
 
 def test_make_finetune_names_its_input_output_and_the_next_make_commands(tmp_path):
     out = make("-n", "finetune", f"PERSONAL={tmp_path}")
-    assert f'finetune --base models/fer_student.h5 --personal "{tmp_path}"' in out
+    assert f'finetune --base models/fer_pair.h5 --personal "{tmp_path}"' in out
     assert "--out models/personal" in out
     assert (
         "make convert KERAS=models/personal/fer_personal.keras MODELS=models/personal "
@@ -338,7 +338,7 @@ def test_finetune_says_what_it_does_and_its_next_commands_run(video, tmp_path):
     assert noise_in(proc.stderr) == [] and "UserWarning" not in proc.stderr, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[:3] == [
-        f"fine-tuning models/fer_student.h5 on 30 photos in {me}: "
+        f"fine-tuning models/fer_pair.h5 on 30 photos in {me}: "
         "angry 6, happy 6, neutral 6, sad 6, surprise 6",
         "up to 1 epochs (early stop after 5 without progress), top 20 layers; 25% of each class "
         "held out to compare",

@@ -47,15 +47,17 @@ def test_eval_json_has_the_documented_keys(reports):
 
 
 def test_default_model_is_one_view_and_holds_its_floors(reports, int8_model):
-    # Measured at commit time (holdout-calibrated default): PrivateTest (FER2013 labels) 70.3%,
-    # macro-F1 0.691, sad recall 0.476; PublicTest (FER+ majority) 81.7%, macro-F1 0.802.
+    # Measured at commit time (the fer_student + fer_blend ensemble, int8): PrivateTest (FER2013
+    # labels) 72.0%, macro-F1 0.708, sad recall 0.503; PublicTest (FER+ majority) 82.4%,
+    # macro-F1 0.811. The default before it read 70.3% / 0.691 and 81.7% / 0.802: these floors
+    # sit above it on both rulers.
     assert read_contract(int8_model).tta == "none"
     private = reports["int8", "private", "fer2013"]
     public = reports["int8", "public", "ferplus-majority"]
-    assert private["accuracy"] >= 0.695 and private["macro_f1"] >= 0.68
-    assert public["accuracy"] >= 0.81 and public["macro_f1"] >= 0.79
-    # the calibration's point: sad and angry faces are no longer mostly called neutral
-    assert min(c["recall"] for c in private["per_class"].values()) >= 0.45
+    assert private["accuracy"] >= 0.714 and private["macro_f1"] >= 0.70
+    assert public["accuracy"] >= 0.818 and public["macro_f1"] >= 0.806
+    # sad and angry faces are no longer mostly called neutral
+    assert min(c["recall"] for c in private["per_class"].values()) >= 0.49
 
 
 def test_int8_within_one_point_of_float(reports):

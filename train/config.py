@@ -85,7 +85,7 @@ class Stage1Config:
 # The Keras source of the shipped default model (models/fer_int8.tflite is its int8): what
 # `fer-edge finetune` starts from and `fer-edge convert` converts unless told otherwise. The
 # Makefile's KERAS default is the same path (tests/test_first_hour.py checks that they agree).
-DEFAULT_KERAS_SOURCE = "models/fer_student.h5"
+DEFAULT_KERAS_SOURCE = "models/fer_pair.h5"
 
 
 @dataclass(frozen=True)
