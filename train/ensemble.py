@@ -26,7 +26,8 @@ FREE_FIELDS = ("provenance", "tta")
 
 
 def member_logits(model, index: int):
-    """(body, head) of one member: its graph up to the logits, and a linear copy of `probs`."""
+    """(body, head, weights) of one member: its graph up to the `probs` layer's input, a linear
+    Dense of the same size, and `probs`' weights for it (set once the head is built)."""
     import keras
     from fer_edge.train.model import trained_net
 
@@ -37,7 +38,9 @@ def member_logits(model, index: int):
     return body, head, probs.get_weights()
 
 
-def ensemble_model(members: list) -> object:
+def ensemble_model(members: list):
+    """One graph: the members' logits, averaged, then an identity `probs` layer with softmax
+    (where `fer-edge calibrate` folds a temperature and bias, as in any model)."""
     import keras
     import numpy as np
 
