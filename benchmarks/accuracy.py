@@ -19,8 +19,8 @@ from fer_edge.edge.contract import atomic_write_text
 from fer_edge.edge.errors import ModelError
 from fer_edge.evaluation.figures import confusion_plot
 from fer_edge.evaluation.latency import LATENCY_WARMUP, latency
-from fer_edge.train.config import DEFAULT_KERAS_SOURCE
 from fer_edge.evaluation.machine import machine_info, results_dir, software_info
+from fer_edge.train.config import DEFAULT_KERAS_SOURCE
 
 log = logging.getLogger(__name__)
 
