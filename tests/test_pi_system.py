@@ -315,6 +315,9 @@ def test_whole_pi_deploy_and_faults(pi_system, video, capsys):
         ["make", "--no-print-directory", "logs", f"PI={pi.target}", f"SSH_OPTS={pi.ssh_opts}"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
+        # pytest run as a background job (nohup, CI) inherits SIGINT ignored, and so would make,
+        # the deploy helper and ssh: Ctrl-C must reach `make logs` as from a terminal
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     seen = []
     deadline = time.monotonic() + 120
