@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -229,6 +231,44 @@ def emulated_pi(request):
     finally:
         pi.stop()
         assert not pi.processes() and not pi.mounts() and not pi.dir.exists()
+
+
+def follow_make_logs(pi, events: int = 1, timeout: float = 120) -> list[str]:
+    """`make logs PI=...` until it has shown `events` event lines, then Ctrl-C (SIGINT to its
+    process group) as a user would; its output lines. `pi` has .target and .ssh_opts."""
+    proc = subprocess.Popen(
+        ["make", "--no-print-directory", "logs", f"PI={pi.target}", f"SSH_OPTS={pi.ssh_opts}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        # pytest run as a background job (nohup, CI) inherits SIGINT ignored, and so would make,
+        # the deploy helper and ssh: Ctrl-C must reach `make logs` as from a terminal
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    lines: list[str] = []
+    enough = threading.Event()
+
+    def read():
+        for line in proc.stdout:
+            lines.append(line.rstrip())
+            if sum(ln.startswith('{"frame"') for ln in lines) >= events:
+                enough.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert enough.wait(timeout), "\n".join(lines)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        reader.join(5)
+    return lines
 
 
 def free_port() -> int:

@@ -19,15 +19,13 @@ import json
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, VIDEO_480, need, record_pi_figures
+from conftest import ROOT, VIDEO_480, follow_make_logs, need, record_pi_figures
 
 from deploy.pi.rootfs import build_meta, tarball
 from deploy.stage import edge_requirements
@@ -187,42 +185,6 @@ def x86_reference(pi, workdir: str, argv: list[str], out: Path, source: Path) ->
     return read_events(out)
 
 
-def follow_logs_briefly(pi) -> list[str]:
-    """`make logs` until it shows an event, then Ctrl-C (SIGINT to its process group)."""
-    proc = subprocess.Popen(
-        ["make", "--no-print-directory", "logs", *target(pi)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        # A shell's background job inherits SIGINT ignored; Ctrl-C must reach `make logs`.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    lines: list[str] = []
-    got_event = threading.Event()
-
-    def read():
-        for line in proc.stdout:
-            lines.append(line.rstrip())
-            if line.startswith('{"frame"'):
-                got_event.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        assert got_event.wait(120), "\n".join(lines)
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
-        reader.join(5)
-    return lines
-
-
 def test_make_deploy_to_emulated_pi(emulated_pi, tmp_path, capsys):
     pi = emulated_pi
 
@@ -326,7 +288,7 @@ def test_make_deploy_to_emulated_pi(emulated_pi, tmp_path, capsys):
     status = make("deploy-status", *target(pi))
     assert status.returncode == 0, status.stderr
     assert "systemd is not running" in status.stdout and "last events (" in status.stdout
-    lines = follow_logs_briefly(pi)
+    lines = follow_make_logs(pi)
     assert any(ln.startswith("following ") for ln in lines), lines
     deadline = time.monotonic() + 20
     while any(name == "tail" for _, name in pi.processes()):  # Ctrl-C ends the remote tail

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import INT8, ROOT, record_pi_figures, run_cli
+from conftest import INT8, ROOT, follow_make_logs, record_pi_figures, run_cli
 
 NO_SPACE = "no space left on device"
 
@@ -311,23 +311,7 @@ def test_whole_pi_deploy_and_faults(pi_system, video, capsys):
     assert "fer_edge" in status.stdout or "INFO" in status.stdout, status.stdout
     journal = pi.ssh("journalctl --user -u fer-edge --no-pager -n 50").stdout
     assert "Started fer-edge.service" in journal or "fer-edge" in journal, journal
-    logs = subprocess.Popen(
-        ["make", "--no-print-directory", "logs", f"PI={pi.target}", f"SSH_OPTS={pi.ssh_opts}"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
-        # pytest run as a background job (nohup, CI) inherits SIGINT ignored, and so would make,
-        # the deploy helper and ssh: Ctrl-C must reach `make logs` as from a terminal
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
-    seen = []
-    deadline = time.monotonic() + 120
-    for line in logs.stdout:
-        if line.startswith("{"):
-            seen.append(json.loads(line))
-        if len(seen) >= 3 or time.monotonic() > deadline:
-            break
-    os.killpg(logs.pid, signal.SIGINT)
-    logs.communicate(timeout=60)
+    seen = [json.loads(ln) for ln in follow_make_logs(pi, events=3) if ln.startswith("{")]
     assert len(seen) >= 3
     time.sleep(3)
     assert pi.ssh("pgrep -u pi -x tail").stdout.strip() == ""  # make logs left nothing behind
