@@ -561,3 +561,18 @@ def test_a_mutation_run_of_some_modules_keeps_the_others_figures(tmp_path, monke
     assert "| fer_edge.edge.tracking | 6 | 1 | 3 | 2 | 70.0% | 2026-11-30 *stale* |" in table
     assert "| fer_edge.edge.crop | 2 | 0 | 1 | 1 | 66.7% |" in table
     assert json.loads((tmp_path / "mutation.json").read_text()) == got
+
+
+def test_make_mutation_tests_each_mutant_with_the_fast_tier_as_one_marker_expression(tmp_path):
+    """`make mutation` with no TESTS: mutmut is told `tests -m "not slow"` (three words; the
+    marker expression split into `not` and `slow` made pytest stop before any mutant ran)."""
+    import tomllib
+
+    from fer_edge.benchmarks import mutation
+
+    args = mutation.parser().parse_args(["run", "--modules", "edge/config.py"])
+    mutation.stage(tmp_path / "repo", args.modules.split(","), args.tests)
+    conf = tomllib.loads((tmp_path / "repo" / "pyproject.toml").read_text())["tool"]["mutmut"]
+    assert conf["pytest_add_cli_args_test_selection"] == ["tests", "-m", "not slow"]
+    assert conf["only_mutate"] == ["fer_edge/edge/config.py"]
+    assert (tmp_path / "repo" / "fer_edge" / "edge" / "config.py").is_file()
