@@ -567,7 +567,6 @@ def test_make_mutation_tests_each_mutant_with_the_fast_tier_as_one_marker_expres
     """`make mutation` with no TESTS: mutmut is told `tests -m "not slow"` (three words; the
     marker expression split into `not` and `slow` made pytest stop before any mutant ran)."""
     import tomllib
-
     from fer_edge.benchmarks import mutation
 
     args = mutation.parser().parse_args(["run", "--modules", "edge/config.py"])

@@ -55,6 +55,43 @@ def test_the_ensemble_is_the_geometric_mean_of_its_members(archive, tmp_path):
     assert not np.allclose(expected, softmax(logp[0]), atol=1e-2)
 
 
+def test_members_that_held_out_the_same_faces_can_be_calibrated_as_one(tmp_path):
+    """Members trained with the same holdout (labels, seed, fraction, data): the ensemble gets
+    their holdout as its config, so `fer-edge calibrate` fits a temperature and bias on faces no
+    member saw and keeps each member's own calibration on record. Members with different
+    holdouts: no config, and calibrate says why in one line."""
+    import shutil
+
+    a = need(MODELS / "fer_student.h5")
+    b = tmp_path / "fer_student_b.h5"  # the same run under another name: the same holdout
+    for suffix in (".h5", ".h5.json", ".config.json"):
+        shutil.copy(MODELS / f"fer_student{suffix}", tmp_path / f"fer_student_b{suffix}")
+    proc = run_cli("ensemble", "--members", f"{a},{b}", "--out", str(tmp_path / "twin"))
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads((tmp_path / "twin.config.json").read_text())
+    student = json.loads(a.with_suffix(".config.json").read_text())
+    assert config["validation"] == "holdout" and config["members"] == [str(a), str(b)]
+    assert {k: config[k] for k in ("labels", "seed", "holdout")} == {
+        k: student[k] for k in ("labels", "seed", "holdout")
+    }
+    cal = tmp_path / "cal"
+    proc = run_cli("calibrate", "--model", str(tmp_path / "twin.h5"), "--out", str(cal))
+    assert proc.returncode == 0, proc.stderr
+    assert "holdout_after" in proc.stdout
+    calibrated = read_contract(tmp_path / "cal.h5").provenance["calibrated"]
+    fitted = json.loads((tmp_path / "cal.calibration.json").read_text())["calibration"]
+    assert calibrated["ensemble"] == fitted and "temperature" in fitted
+    assert set(calibrated["members"]) == {"fer_student.h5", "fer_student_b.h5"}
+
+    other = need(MODELS / "fer_mnv2.h5")  # FER2013 labels: another holdout
+    proc = run_cli("ensemble", "--members", f"{a},{other}", "--out", str(tmp_path / "twin"))
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "twin.config.json").exists()  # the earlier ensemble's is gone
+    proc = run_cli("calibrate", "--model", str(tmp_path / "twin.h5"), "--out", str(tmp_path / "x"))
+    line = one_line_error(proc)
+    assert "twin.h5" in line and "same holdout" in line, line
+
+
 def test_members_with_other_labels_or_a_missing_file_are_one_line(tmp_path):
     a, seven = need(MODELS / "fer_student.h5"), need(MODELS / "fer7_mnv2.h5")
     proc = run_cli("ensemble", "--members", f"{a},{seven}", "--out", str(tmp_path / "x"))

@@ -128,12 +128,17 @@ def run_calibrate(model_path: str, out: str) -> dict:
 
     src = Path(model_path)
     cfg_path = src.with_suffix(".config.json")
+    contract = read_contract(src)
+    if not cfg_path.is_file() and "ensemble" in contract.provenance:
+        raise ConfigError(
+            f"{src}: its members were not trained with the same holdout (no face unseen by all); "
+            "nothing to calibrate on"
+        )
     if not cfg_path.is_file():
         raise ConfigError(f"{cfg_path}: the training config beside --model is needed (holdout)")
     cfg = json.loads(cfg_path.read_text())
     if cfg.get("validation") != "holdout":
         raise ConfigError(f"{src}: was not trained with a holdout; nothing to calibrate on")
-    contract = read_contract(src)
     labels = tuple(contract.labels)
     data = load_fer2013(cfg.get("data") or None)
     votes = load_votes(cfg.get("ferplus") or None)
@@ -168,7 +173,11 @@ def run_calibrate(model_path: str, out: str) -> dict:
     }
     stem = Path(out)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    contract = contract.with_(provenance={**contract.provenance, "calibrated": calibration})
+    on_record = calibration
+    before = contract.provenance.get("calibrated", {})
+    if "members" in before:  # an ensemble: each member's own calibration stays on record
+        on_record = {"members": before["members"], "ensemble": calibration}
+    contract = contract.with_(provenance={**contract.provenance, "calibrated": on_record})
     for suffix in (".keras", ".h5"):
         save_model_atomic(model, stem.with_suffix(suffix))
         write_contract(stem.with_suffix(suffix), contract)

@@ -23,6 +23,12 @@ log = logging.getLogger(__name__)
 # folded into its weights), and its test-time views, which the ensemble leaves out (each member
 # enters as its trained net; `convert --tta` puts views around the whole ensemble).
 FREE_FIELDS = ("provenance", "tta")
+# Training-config keys that decide a stage-1 run's holdout (train/calibrate.py rebuilds it from
+# them): members that agree on all of them held out the same faces, which none of them saw.
+HOLDOUT_KEYS = (
+    "data", "ferplus", "labels", "fer2013_votes", "drop_test_duplicates", "validation",
+    "holdout", "seed",
+)  # fmt: skip
 
 
 def member_logits(model, index: int):
@@ -102,9 +108,31 @@ def run_ensemble(member_paths: list[str], out: str) -> dict:
     for suffix in (".keras", ".h5"):
         save_model_atomic(model, stem.with_suffix(suffix))
         write_contract(stem.with_suffix(suffix), contract)
+    holdout = shared_holdout(member_paths)
+    config = stem.with_suffix(".config.json")
+    if holdout:  # `fer-edge calibrate` reads it: a temperature and bias for the whole ensemble
+        atomic_write_text(config, json.dumps({**holdout, "members": member_paths}, indent=2) + "\n")
+    elif config.exists():
+        config.unlink()  # an earlier ensemble's: it would name a holdout these members do not share
     report = ensemble_report(member_paths, int(model.count_params()))
+    report["shared_holdout"] = bool(holdout)
     atomic_write_text(stem.with_suffix(".report.json"), json.dumps(report, indent=2) + "\n")
     return report
+
+
+def shared_holdout(member_paths: list[str]) -> dict:
+    """The holdout-defining keys of the members' training configs when every member has one
+    and all agree (the same faces held out of every member); else {}."""
+    configs = []
+    for p in member_paths:
+        path = Path(p).with_suffix(".config.json")
+        if not path.is_file():
+            return {}
+        configs.append(json.loads(path.read_text()))
+    keys = [{k: c.get(k) for k in HOLDOUT_KEYS} for c in configs]
+    if keys[0].get("validation") != "holdout" or any(k != keys[0] for k in keys[1:]):
+        return {}
+    return keys[0]
 
 
 def ensemble_report(member_paths: list[str], params: int) -> dict:
