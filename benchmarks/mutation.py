@@ -103,8 +103,11 @@ def stage(stage_dir: Path, modules: list[str], tests: str) -> None:
             (mutants / name).symlink_to(ROOT / name)
     # benchmarks/readme.py finds README.md and docs/ beside its package (the repository root
     # in a checkout): in the installed layout that is fer_edge/
+    # (and in mutants/fer_edge/, where mutmut copies the package but not a linked folder;
+    # it skips what exists there already, so these links are never written through)
     for name in ("README.md", "docs"):
         (pkg / name).symlink_to(ROOT / name)
+        (mutants / "fer_edge" / name).symlink_to(ROOT / name)
     text = (ROOT / "pyproject.toml").read_text()
     text = re.sub(r"(?ms)^\[tool\.mutmut\].*?(?=^\[|\Z)", "", text)
     only = ", ".join(json.dumps(installed_name(m)) for m in modules)

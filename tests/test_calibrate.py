@@ -91,3 +91,47 @@ def test_fold_gives_the_fitted_probabilities():
     np.testing.assert_allclose(
         net.predict(x, verbose=0), adjusted(np.log(p0), 1.6, bias), atol=1e-5
     )
+
+
+def test_a_model_with_test_time_views_is_calibrated_only_as_its_single_view_net(tmp_path):
+    """A temperature folded into the net rescales each view, not their average: calibrate
+    refuses a multi-view model in one line; with --single-view it writes the trained net alone
+    (tta none), calibrated exactly as that net would be on its own."""
+    pytest.importorskip("tensorflow")
+    import json
+    import shutil
+
+    from conftest import MODELS, need, one_line_error, run_cli
+    from fer_edge.edge.contract import read_contract, write_contract
+    from fer_edge.train.model import inference_model, load_keras, trained_net
+
+    student = need(MODELS / "fer_student.h5")
+    flip = tmp_path / "flip.h5"  # fer_student wrapped with six test-time views
+    inference_model(trained_net(load_keras(student)), "multi").save(flip)
+    write_contract(flip, read_contract(student).with_(tta="multi"))
+    shutil.copy(student.with_suffix(".config.json"), tmp_path / "flip.config.json")
+
+    proc = run_cli("calibrate", "--model", str(flip), "--out", str(tmp_path / "x"))
+    line = one_line_error(proc)
+    assert "flip.h5" in line and "--single-view" in line, line
+    assert not list(tmp_path.glob("x.*"))
+
+    one = tmp_path / "one"
+    proc = run_cli("calibrate", "--model", str(flip), "--out", str(one), "--single-view")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("calibrate", "--model", str(student), "--out", str(tmp_path / "ref"))
+    assert proc.returncode == 0, proc.stderr
+    assert read_contract(tmp_path / "one.h5").tta == "none"
+    assert json.loads((tmp_path / "one.config.json").read_text())["tta"] == "none"
+    one, ref = (
+        json.loads((tmp_path / f"{s}.calibration.json").read_text())
+        for s in ("one", "ref")
+    )
+    assert one["calibration"]["temperature"] == ref["calibration"]["temperature"]
+    assert one["calibration"]["logit_bias"] == ref["calibration"]["logit_bias"]
+    x = np.random.default_rng(0).uniform(0, 255, (8, 48, 48, 1)).astype(np.float32)
+    np.testing.assert_allclose(
+        load_keras(tmp_path / "one.h5").predict(x, verbose=0),
+        load_keras(tmp_path / "ref.h5").predict(x, verbose=0),
+        atol=1e-5,
+    )

@@ -53,9 +53,10 @@ def test_a_slow_consumer_drops_frames_and_says_how_many(video):
                 time.sleep(0.1)  # a pipeline slower than the camera: ~5 frames arrive meanwhile
     dropped = sum(f.dropped_before for f in got[1:])
     assert dropped >= 10  # ~25 frames arrived while 5 were taken
-    # newest frame only: each frame taken was captured at most ~one consumer step earlier
-    gaps = [b.t_capture - a.t_capture for a, b in zip(got, got[1:])]
-    assert all(g > 0.05 for g in gaps)
+    # newest frame only: the frames taken span the consumer's ~0.5 s, not five camera frames
+    # (~0.08 s, as a queue would give); the span, not each gap, so that a loaded machine that
+    # delays the reader thread by a frame or two does not fail it
+    assert got[-1].t_capture - got[0].t_capture > 0.25
 
 
 def test_events_carry_t_capture_and_stay_backward_compatible(video):

@@ -117,13 +117,13 @@ def holdout_faces(cfg, data, votes, labels: tuple[str, ...]):
     return data.images[idx], y_fer, y_plus
 
 
-def run_calibrate(model_path: str, out: str) -> dict:
+def run_calibrate(model_path: str, out: str, single_view: bool = False) -> dict:
     from fer_edge.edge.contract import read_contract, write_contract
     from fer_edge.edge.errors import ConfigError
     from fer_edge.edge.fileio import atomic_write_text
     from fer_edge.evaluation.data import load_fer2013
     from fer_edge.evaluation.ferplus import load_votes
-    from fer_edge.train.model import load_keras, trained_net
+    from fer_edge.train.model import inference_model, load_keras, trained_net
     from fer_edge.train.stage1 import predict_probs, save_model_atomic
 
     src = Path(model_path)
@@ -139,11 +139,20 @@ def run_calibrate(model_path: str, out: str) -> dict:
     cfg = json.loads(cfg_path.read_text())
     if cfg.get("validation") != "holdout":
         raise ConfigError(f"{src}: was not trained with a holdout; nothing to calibrate on")
+    if contract.tta != "none" and not single_view:
+        # a temperature folded into the net rescales each view, not their average
+        raise ConfigError(
+            f"{src}: averages test-time views (tta {contract.tta}); a calibration folds into one "
+            "view: add --single-view to calibrate and write its single-view net"
+        )
     labels = tuple(contract.labels)
     data = load_fer2013(cfg.get("data") or None)
     votes = load_votes(cfg.get("ferplus") or None)
     x, y_fer, y_plus = holdout_faces(cfg, data, votes, labels)
     model = load_keras(src)
+    if contract.tta != "none":  # --single-view: the trained net alone, as the runtime runs it
+        model = inference_model(trained_net(model), "none")
+        contract = contract.with_(tta="none")
     probs = predict_probs(model, x)
     logp = np.log(np.clip(probs, 1e-7, 1.0))
     temperature, bias = fit(logp, [y_fer, y_plus])
@@ -188,6 +197,11 @@ def run_calibrate(model_path: str, out: str) -> dict:
         "holdout_after": summary(after),
     }
     atomic_write_text(stem.with_suffix(".calibration.json"), json.dumps(report, indent=2) + "\n")
+    # the training config travels with the model: its holdout is the source's (an ensemble of
+    # calibrated members finds their shared holdout there), its views now the output's
+    atomic_write_text(
+        stem.with_suffix(".config.json"), json.dumps({**cfg, "tta": contract.tta}, indent=2) + "\n"
+    )
     return report
 
 
@@ -198,11 +212,16 @@ def add_calibrate_parser(sub) -> None:
     )
     p.add_argument("--model", required=True, help="stage-1 Keras model (its .config.json beside)")
     p.add_argument("--out", required=True, help="output stem, e.g. models/fer_student")
+    p.add_argument(
+        "--single-view",
+        action="store_true",
+        help="for a model with test-time views: calibrate and write its trained net alone",
+    )
     p.set_defaults(func=cmd_calibrate)
 
 
 def cmd_calibrate(args) -> int:
-    report = run_calibrate(args.model, args.out)
+    report = run_calibrate(args.model, args.out, args.single_view)
     cal = report["calibration"]
     print(f"temperature {cal['temperature']:.2f}, logit bias {cal['logit_bias']}")
     for when in ("holdout_before", "holdout_after"):

@@ -24,10 +24,10 @@ log = logging.getLogger(__name__)
 # enters as its trained net; `convert --tta` puts views around the whole ensemble).
 FREE_FIELDS = ("provenance", "tta")
 # Training-config keys that decide a stage-1 run's holdout (train/calibrate.py rebuilds it from
-# them): members that agree on all of them held out the same faces, which none of them saw.
+# them): members that agree on all of them, and trained on the same FER2013 bytes (the contract's
+# data_sha256) with the same FER+ votes file, held out the same faces, which none of them saw.
 HOLDOUT_KEYS = (
-    "data", "ferplus", "labels", "fer2013_votes", "drop_test_duplicates", "validation",
-    "holdout", "seed",
+    "labels", "fer2013_votes", "drop_test_duplicates", "validation", "holdout", "seed",
 )  # fmt: skip
 
 
@@ -121,16 +121,31 @@ def run_ensemble(member_paths: list[str], out: str) -> dict:
 
 
 def shared_holdout(member_paths: list[str]) -> dict:
-    """The holdout-defining keys of the members' training configs when every member has one
-    and all agree (the same faces held out of every member); else {}."""
-    configs = []
+    """The holdout-defining part of the members' training configs when every member has one
+    and all agree (the same faces held out of every member); else {}. The data and votes may
+    be named differently ("" for the default, a relative or absolute path): what must match is
+    the archive's sha256 and the votes file's location."""
+    from fer_edge.edge.contract import read_contract
+    from fer_edge.evaluation.data import default_path
+    from fer_edge.evaluation.ferplus import SHARED_VOTES
+
+    keys = []
     for p in member_paths:
         path = Path(p).with_suffix(".config.json")
         if not path.is_file():
             return {}
-        configs.append(json.loads(path.read_text()))
-    keys = [{k: c.get(k) for k in HOLDOUT_KEYS} for c in configs]
-    if keys[0].get("validation") != "holdout" or any(k != keys[0] for k in keys[1:]):
+        cfg = json.loads(path.read_text())
+        votes = cfg.get("ferplus") or default_path(("FERPLUS",), SHARED_VOTES)
+        keys.append({
+            **{k: cfg.get(k) for k in HOLDOUT_KEYS},
+            "data_sha256": read_contract(p).provenance.get("data_sha256"),
+            "ferplus": str(Path(votes).resolve()) if votes else "",
+            "data": cfg.get("data", ""),
+        })  # fmt: skip
+    same = [{k: v for k, v in c.items() if k != "data"} for c in keys]
+    if keys[0]["validation"] != "holdout" or not keys[0]["data_sha256"]:
+        return {}
+    if any(c != same[0] for c in same[1:]):
         return {}
     return keys[0]
 

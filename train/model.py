@@ -178,5 +178,8 @@ def inference_model(net: keras.Model, tta: str = "flip") -> keras.Model:
         # (two thirds of the file) out of the shipped model.
         return keras.Model(net.inputs, net.outputs, name=net.name)
     inp = keras.Input(net.input_shape[1:], name="face")
-    out = MeanViews(TTA_VIEWS[tta], name="probs_tta")(net(TTAViews(tta, name="views")(inp)))
+    probs = net(TTAViews(tta, name="views")(inp))
+    if isinstance(probs, list):  # a net loaded from .h5 returns its one output in a list
+        (probs,) = probs
+    out = MeanViews(TTA_VIEWS[tta], name="probs_tta")(probs)
     return keras.Model(inp, out, name="fer_edge")
