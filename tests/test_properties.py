@@ -251,6 +251,17 @@ def reference_calibration(probs: np.ndarray, y_true: np.ndarray, bins: int) -> t
     return ece, counts
 
 
+def test_a_confidence_just_above_an_edge_is_in_the_bin_above():
+    """Bins are (b / bins, (b + 1) / bins]: 3 * 0.1 = 0.30000000000000004 (np.linspace(0, 1, 11)
+    has it as its fourth edge) is above 3 / 10, in (0.3, 0.4]; 3 / 10 itself is in (0.2, 0.3]."""
+    from fer_edge.evaluation.metrics import calibration
+
+    probs = np.array([[3 * 0.1, 0.25, 0.25, 0.2], [3 / 10, 0.25, 0.25, 0.2]])
+    rows = calibration(probs, np.array([0, 1]), 10)["reliability"]
+    assert [r["n"] for r in rows] == [0, 0, 1, 1, 0, 0, 0, 0, 0, 0]
+    assert rows[3]["lo"] == 3 / 10 and rows[3]["accuracy"] == 1.0 and rows[2]["accuracy"] == 0.0
+
+
 @st.composite
 def scored_faces(draw):
     """Probabilities for 1-60 faces over 2-12 classes (so the top one can fall in any bin,
