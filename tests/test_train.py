@@ -144,6 +144,47 @@ def test_a_finished_run_can_be_extended_with_init_from(smoke_training, archive, 
     assert report["init_from"].endswith("smoke.keras")
 
 
+def test_a_run_killed_mid_training_resumes_and_reports_every_epoch(archive, tmp_path):
+    """SIGKILL after the first of two epochs (a power cut), the same command again: training
+    goes on from the checkpoint, and the report and history cover both epochs and both parts'
+    wall time (they counted only the last part, so a resumed 17-epoch run read as 7)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    args = [
+        "train", "--data", str(archive), "--out", str(tmp_path), "--name", "cut",
+        "--max-train", "200", "--max-val", "100", "--epochs", "2", "--batch-size", "32",
+        "--tta", "none",
+    ]  # fmt: skip
+    history, part_wall = tmp_path / "cut.history.csv", tmp_path / ".cut.ckpt" / "wall_seconds"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen([sys.executable, "-m", "fer_edge.cli", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not part_wall.is_file() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert part_wall.is_file(), "no checkpoint after the first epoch"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    first_part = float(part_wall.read_text())
+    assert history.read_text().count("\n") == 2  # the header and epoch 0
+
+    proc = run_cli(*args, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "cut.report.json").read_text())
+    assert report["epochs_run"] == report["total_epochs"] == 2
+    assert 1 <= report["best_epoch"] <= 2
+    assert report["wall_seconds"] > first_part > 0
+    assert [row.split(",")[0] for row in history.read_text().splitlines()[1:]] == ["0", "1"]
+    assert not (tmp_path / ".cut.ckpt").exists()  # the checkpoint goes when the run ends
+
+
 def test_init_from_a_different_architecture_is_one_line(smoke_training, tmp_path):
     out, _ = smoke_training
     line = one_line_error(

@@ -178,6 +178,16 @@ def _total(report: dict | None, key: str) -> float:
     return report.get(f"total_{key}", report.get("epochs_run" if key == "epochs" else key, 0))
 
 
+def history_summary(history_csv: Path) -> tuple[int, int]:
+    """(epochs run, best epoch by validation accuracy, 1-based) from the run's history file,
+    which holds every epoch of a run resumed from its checkpoint, not only the last part's."""
+    import csv
+
+    with open(history_csv, newline="") as f:
+        val = [float(row["val_accuracy"]) for row in csv.DictReader(f)]
+    return len(val), (int(np.argmax(val)) + 1 if val else 0)
+
+
 def run_stage1(cfg: Stage1Config) -> dict:
     import keras
     import tensorflow as tf
@@ -195,6 +205,13 @@ def run_stage1(cfg: Stage1Config) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out / f".{cfg.name}.ckpt"  # resume state; not a shipped artefact
+    # Wall time of the parts before a resume (BackupAndRestore keeps the weights and the epoch,
+    # this file the time), so the report covers the whole run.
+    part_wall = ckpt_dir / "wall_seconds"
+    resumed = ckpt_dir.is_dir() and any(ckpt_dir.glob("*.weights.h5"))
+    earlier_wall = float(part_wall.read_text()) if resumed and part_wall.is_file() else 0.0
+    if not resumed:  # a fresh run: an earlier run's history under this name is not its own
+        (out / f"{cfg.name}.history.csv").unlink(missing_ok=True)
 
     data = load_fer2013(cfg.data or None)
     votes = load_votes(cfg.ferplus or None) if cfg.labels != "fer2013" else None
@@ -261,26 +278,32 @@ def run_stage1(cfg: Stage1Config) -> dict:
             metrics=["accuracy"],
         )
     history_csv = out / f"{cfg.name}.history.csv"
+
+    def save_wall(epoch, logs) -> None:
+        if ckpt_dir.is_dir():  # BackupAndRestore's, removed when the run ends
+            atomic_write_text(part_wall, f"{earlier_wall + time.time() - t0:.1f}\n")
+
     callbacks = [
         keras.callbacks.BackupAndRestore(str(ckpt_dir)),
         keras.callbacks.EarlyStopping(
             "val_accuracy", patience=cfg.patience, mode="max", restore_best_weights=True
         ),
         keras.callbacks.CSVLogger(str(history_csv), append=True),
+        keras.callbacks.LambdaCallback(on_epoch_end=save_wall),  # after BackupAndRestore's save
     ]
-    hist = net.fit(
+    net.fit(
         train_ds,
         validation_data=val_ds,
         epochs=cfg.epochs,
         callbacks=callbacks,
         verbose=1 if sys.stdout.isatty() else 2,
     )
-    epochs_run = len(hist.history.get("loss", []))
-    best_epoch = int(np.argmax(hist.history["val_accuracy"])) + 1 if epochs_run else 0
+    # the history file has every epoch: this process's and, resumed, the earlier parts'
+    epochs_run, best_epoch = history_summary(history_csv)
 
     model = inference_model(net, cfg.tta)
     stem = out / cfg.name
-    wall = time.time() - t0
+    wall = earlier_wall + time.time() - t0
     contract = Contract(
         labels=labels,
         input_size=cfg.model.input_size,
