@@ -153,6 +153,27 @@ def diff_of(stage_dir: Path, mutant: str) -> str:
                      not ln.startswith(("---", "+++")))  # fmt: skip
 
 
+HELP_TEXT = re.compile(r"""help=(None|"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""")
+
+
+def judged_by_rule(diff: str) -> str:
+    """A reason for a survivor that one stated rule covers, else "". The rule: the mutant only
+    changes an option's --help text (the string, its case, None, or the help= left out),
+    which no behaviour depends on; the report lists these like any other judged survivor."""
+    removed = [ln[1:] for ln in diff.splitlines() if ln.startswith("-")]
+    added = [ln[1:] for ln in diff.splitlines() if ln.startswith("+")]
+    if not removed or not any("help=" in ln for ln in removed):
+        return ""
+
+    def bare(lines: list[str]) -> str:
+        text = HELP_TEXT.sub("", " ".join(ln.strip() for ln in lines))
+        return re.sub(r"[\s,]+", "", text)
+
+    if bare(removed) == bare(added):
+        return "harmless: changes only an option's --help text"
+    return ""
+
+
 def source_of(module: str) -> Path:
     """fer_edge.edge.crop -> ROOT/edge/crop.py; deploy.remote -> ROOT/deploy/remote.py"""
     return ROOT / (module.removeprefix("fer_edge.").replace(".", "/") + ".py")
@@ -188,11 +209,12 @@ def report(
         m["score"] = round((m["killed"] + m["timeout"]) / tested, 4) if tested else None
         m.update(created=created, command=command, sha=source_sha(name))
         m["wall_seconds"] = round(wall_seconds, 1) if wall_seconds else None
-    survivors = [
-        {"mutant": n, "module": module_of(n), "diff": diff_of(stage_dir, n),
-         "reason": reasons.get(n, "")}
-        for n, st in sorted(status.items()) if st == "survived"
-    ]  # fmt: skip
+    survivors = []
+    for n, st in sorted(status.items()):
+        if st == "survived":
+            diff = diff_of(stage_dir, n)
+            survivors.append({"mutant": n, "module": module_of(n), "diff": diff,
+                              "reason": reasons.get(n) or judged_by_rule(diff)})  # fmt: skip
     this_run = set(modules)
     earlier_path = out / "mutation.json"
     if earlier_path.is_file():
@@ -205,15 +227,24 @@ def report(
                 modules[name] = m
         survivors += [s for s in earlier.get("survivors", []) if s["module"] not in this_run]
         survivors.sort(key=lambda s: s["mutant"])
+    # Survivors judged equivalent or harmless (a reason on record) leave the denominator of
+    # the judged score; the raw score keeps them.
+    for name, m in modules.items():
+        m["judged"] = sum(1 for s in survivors if s["module"] == name and s["reason"])
+        caught, left = m["killed"] + m["timeout"], m["survived"] - m["judged"]
+        m["score_judged"] = round(caught / (caught + left), 4) if caught + left else None
     killed = sum(m["killed"] + m["timeout"] for m in modules.values())
     tested = killed + sum(m["survived"] for m in modules.values())
+    judged = sum(m["judged"] for m in modules.values())
     result = {
         "created": created,
         "wall_seconds": wall_seconds,
         "command": command,
         "score": round(killed / tested, 4) if tested else None,
+        "score_judged": round(killed / (tested - judged), 4) if tested > judged else None,
         "killed": killed,
         "tested": tested,
+        "judged": judged,
         "modules": modules,
         "survivors": survivors,
     }
@@ -221,7 +252,9 @@ def report(
     lines = ["# Mutation testing (mutmut 3)", ""]
     if tested:
         lines += [
-            f"Score {result['score']:.1%} ({killed} of {tested} mutants killed) over "
+            f"Score {result['score_judged']:.1%} with the {judged} survivors judged equivalent "
+            f"or harmless left out (each listed below with its reason); "
+            f"{result['score']:.1%} raw ({killed} of {tested} mutants killed) over "
             f"{len(modules)} modules. The last run: `{command}`"
             + (f", {wall_seconds / 60:.1f} min." if wall_seconds else "."),
             "Each module's row comes from the run that last mutated it (its date below; the "
@@ -230,16 +263,20 @@ def report(
             "",
         ]
     lines += [
-        "| module | killed | timed out | survived | no test reaches it | score | measured |",
-        "|---|---|---|---|---|---|---|",
+        "| module | killed | timed out | survived (judged) | no test reaches it | score "
+        "| judged left out | measured |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, m in sorted(modules.items()):
         score = f"{m['score']:.1%}" if m["score"] is not None else "-"
+        judged_score = f"{m['score_judged']:.1%}" if m["score_judged"] is not None else "-"
         when = (m.get("created") or "")[:10]
         if m.get("sha") != source_sha(name):
             when += " *stale*"
-        lines.append(f"| {name} | {m['killed']} | {m['timeout']} | {m['survived']} | "
-                     f"{m['other']} | {score} | {when} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {m['killed']} | {m['timeout']} | {m['survived']} ({m['judged']}) "
+            f"| {m['other']} | {score} | {judged_score} | {when} |"
+        )
     lines += ["", "## Surviving mutants", ""]
     for s in survivors:
         lines.append(f"- `{s['mutant']}`: {s['reason'] or 'not judged yet: a missing test?'}")
@@ -265,8 +302,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.command == "report":
-        report(Path(args.stage), Path(args.out))
+    if args.command == "report":  # again, after reasons were added: the run's own figures stay
+        earlier = Path(args.out) / "mutation.json"
+        was = json.loads(earlier.read_text()) if earlier.is_file() else {}
+        report(Path(args.stage), Path(args.out), was.get("wall_seconds"), was.get("command", ""))
         return 0
     stage_dir = Path(args.stage)
     modules = [m.strip() for m in args.modules.split(",") if m.strip()]

@@ -558,8 +558,11 @@ def test_a_mutation_run_of_some_modules_keeps_the_others_figures(tmp_path, monke
     ]  # fmt: skip
     assert (got["killed"], got["tested"], got["score"]) == (2 + 7, 3 + 10, round(9 / 13, 4))
     table = (tmp_path / "mutation.md").read_text()
-    assert "| fer_edge.edge.tracking | 6 | 1 | 3 | 2 | 70.0% | 2026-11-30 *stale* |" in table
-    assert "| fer_edge.edge.crop | 2 | 0 | 1 | 1 | 66.7% |" in table
+    # tracking's one judged survivor leaves the judged score's denominator: 7 / (7 + 2)
+    row = "| fer_edge.edge.tracking | 6 | 1 | 3 (1) | 2 | 70.0% | 77.8% | 2026-11-30 *stale* |"
+    assert row in table
+    assert "| fer_edge.edge.crop | 2 | 0 | 1 (0) | 1 | 66.7% | 66.7% |" in table
+    assert (got["judged"], got["score_judged"]) == (1, 0.75)
     assert json.loads((tmp_path / "mutation.json").read_text()) == got
 
 
@@ -575,3 +578,25 @@ def test_make_mutation_tests_each_mutant_with_the_fast_tier_as_one_marker_expres
     assert conf["pytest_add_cli_args_test_selection"] == ["tests", "-m", "not slow"]
     assert conf["only_mutate"] == ["fer_edge/edge/config.py"]
     assert (tmp_path / "repo" / "fer_edge" / "edge" / "config.py").is_file()
+
+
+def test_a_survivor_that_changes_only_help_text_is_judged_by_the_stated_rule():
+    from fer_edge.benchmarks.mutation import judged_by_rule
+
+    line = '-        "--pi", default="", help="user@host (or a Host from ~/.ssh/config)"'
+    for changed in (
+        '+        "--pi", default="", help="XXuser@host (or a Host from ~/.ssh/config)XX"',
+        '+        "--pi", default="", help="USER@HOST (OR A HOST FROM ~/.SSH/CONFIG)"',
+        '+        "--pi", default="", help=None',
+        '+        "--pi", default="", )',
+    ):
+        diff = line + "\n-    )\n" + changed if changed.endswith(")") else line + "\n" + changed
+        assert judged_by_rule(diff).startswith("harmless"), diff
+    # a default, an option's name or anything beside the help text is behaviour: not judged
+    for changed in (
+        '+        "--pi", default="XXXX", help="user@host (or a Host from ~/.ssh/config)"',
+        '+        "--PI", default="", help="user@host (or a Host from ~/.ssh/config)"',
+        '+        "--pi", help="user@host (or a Host from ~/.ssh/config)"',
+    ):
+        assert judged_by_rule(line + "\n" + changed) == "", changed
+    assert judged_by_rule("-    x = 1\n+    x = 2") == ""
