@@ -294,6 +294,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--stage", default="/tmp/fer-edge-mutation/repo", help="work folder")
     run.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "mutation"))
     run.add_argument("--jobs", type=int, default=2, help="mutants tested at once")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with the run in --stage (mutmut keeps each mutant's result)",
+    )
     rep = sub.add_parser("report", help="the report of a finished run")
     rep.add_argument("stage")
     rep.add_argument("out")
@@ -309,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     stage_dir = Path(args.stage)
     modules = [m.strip() for m in args.modules.split(",") if m.strip()]
-    stage(stage_dir, modules, args.tests)
+    if not (args.resume and (stage_dir / "mutants").is_dir()):
+        stage(stage_dir, modules, args.tests)
     t0 = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs)],

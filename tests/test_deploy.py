@@ -426,6 +426,26 @@ def test_stage_holds_only_the_runtime(tmp_path):
         assert verified.returncode == 0 and not verified.stderr.strip(), verified.stderr
 
 
+def test_deploy_with_no_options_stages_the_documented_service(tmp_path, capsys):
+    """What `make deploy PI=pi@host` ships when nothing else is given (docs/raspberry-pi.md):
+    the default model, the Pi camera, in ~/fer-edge, events synced every second, no MQTT and
+    no dashboard. Through the deploy tool's own command line, in this process."""
+    from deploy.deploy import main
+
+    model = require_model()
+    assert main(["stage", "--out", str(tmp_path / "stage")]) == 0
+    assert f"staged into {tmp_path / 'stage'}" in capsys.readouterr().out
+    unit = (tmp_path / "stage" / ".deploy" / "fer-edge.service").read_text()
+    start = next(ln for ln in unit.splitlines() if ln.startswith("ExecStart="))
+    python = "%h/fer-edge/current/.venv/bin/python"
+    assert start.startswith(f"ExecStart={python} -m fer_edge.edge run "), start
+    argv = start.split()
+    assert argv[argv.index("--model") + 1] == f"models/{model.name}"
+    assert argv[argv.index("--source") + 1] == "picamera"
+    assert not {"--mqtt", "--dashboard", "--events-sync"} & set(argv), start
+    assert (tmp_path / "stage" / "models" / model.name).is_file()
+
+
 def test_rotate_events_keeps_generations(tmp_path):
     events = tmp_path / "events.jsonl"
     for _ in range(4):
