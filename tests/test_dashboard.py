@@ -251,3 +251,63 @@ def test_dashboard_without_token_serves_only_loopback_host_names():
         # a web page whose DNS name now points at 127.0.0.1 (DNS rebinding) is refused
         status, body, _ = get(url, {"Host": f"evil.example:{dash.port}"})
         assert status == 403 and body == b"only loopback Host names are served\n"
+
+
+def test_a_dashboard_in_this_process_serves_state_ticks_and_video_then_closes():
+    """The whole Dashboard object without a run around it: its address, the page, the state a
+    page starts from (with the settings it was given), a tick carrying a written face, the
+    video only while someone watches and at most video_fps, and a close that ends its threads
+    and frees the port. A second dashboard on a taken port is one line; IPv6 loopback works."""
+    import socket
+    import threading
+
+    from fer_edge.edge.dashboard import Dashboard, DashboardSettings
+    from fer_edge.edge.errors import ConfigError
+    from fer_edge.edge.types import Box, Face, Frame, FrameResult
+
+    image = np.zeros((48, 64, 3), np.uint8)
+    image[:, 32:] = 255
+    p = np.array([0.25, 0.75], np.float32)
+    face = Face(Box(1, 2, 30, 30), track=7, probs=p, raw_probs=p)
+    settings = DashboardSettings(port=0, window=60.0, video_fps=5.0)
+    before = set(threading.enumerate())
+    with Dashboard(settings, ("neutral", "happy"), {"model": "m.tflite"}) as dash:
+        port = dash.port
+        assert dash.url == f"http://127.0.0.1:{port}/"
+        status, body, _ = get(dash.url)
+        assert status == 200 and b"<html" in body.lower()
+        state = json.loads(get(dash.url + "api/state")[1])
+        assert (state["model"], state["video_fps"], state["window_s"]) == ("m.tflite", 5.0, 60.0)
+        assert (state["labels"], state["frames"], state["faces"]) == (["neutral", "happy"], 0, [])
+
+        dash.write(FrameResult(Frame(image, 0, 0.5), (face,), {"detect": 0.002}))
+        (_, hello), (name, tick) = first_events(dash.url.rstrip("/"), ticks=1)
+        assert hello["frames"] == 1 and name == "tick"
+        shown_face = {"track": 7, "label": "happy", "score": 0.75, "probs": [0.25, 0.75]}
+        assert tick["faces"] == [shown_face]
+        assert tick["stages_ms"] == {"detect": 2.0}
+
+        assert not dash.wants_frame()  # nobody watches: no frame is drawn or encoded
+        with urllib.request.urlopen(dash.url + "video.mjpg", timeout=5) as video:
+            wait_for(dash.wants_frame, 5, "the viewer to be counted")
+            dash.write(FrameResult(Frame(image, 1, 0.6), (face,), {}), image)
+            assert not dash.wants_frame()  # the next frame is due 1 / video_fps later
+            data = b""
+            while b"\xff\xd9" not in data[data.find(b"\xff\xd8") :]:
+                data += video.read1(4096)
+            jpeg = data[data.find(b"\xff\xd8") : data.find(b"\xff\xd9") + 2]
+            shown = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+            assert shown.shape == image.shape and abs(int(shown[:, :32].mean()) - 0) < 10
+            assert abs(int(shown[:, 32:].mean()) - 255) < 10
+            wait_for(dash.wants_frame, 2, "the next frame to be due")
+
+        with pytest.raises(ConfigError, match=f"--dashboard {port}: cannot listen on 127.0.0.1"):
+            Dashboard(DashboardSettings(port=port), ("neutral",), {})
+    time.sleep(0.5)
+    assert {t for t in threading.enumerate() if t.name.startswith("dashboard")} - before == set()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+    with Dashboard(DashboardSettings(port=0, host="::1"), ("neutral",), {}) as dash:
+        assert dash.url == f"http://[::1]:{dash.port}/"
+        assert get(dash.url + "api/state")[0] == 200
