@@ -151,3 +151,44 @@ def test_ferplus_fer2013_mode_moves_targets_towards_the_folder(fer, votes):
     folder_sad = fer.labels[i_mix] == FER2013_CLASSES.index("sad")
     assert t_mix[folder_sad, sad].mean() > t_soft[folder_sad, sad].mean() + 0.1
     np.testing.assert_allclose(t_mix.sum(1), 1.0, atol=1e-5)
+
+
+def test_fer2013_rule_takes_the_folder_label_and_drops_test_copies_from_train_only(fer):
+    """`--labels fer2013`, checked against the archive's own paths: PrivateTest is every
+    test/<class>/PrivateTest_* file of the five classes, each labelled with its folder, one-hot;
+    drop_test_duplicates removes from train exactly the images whose pixels a test image has."""
+    import hashlib
+
+    from fer_edge.edge.errors import DataError
+
+    folder = np.array([n.split("/")[1] for n in fer.names])
+    base = np.array([n.rsplit("/", 1)[-1] for n in fer.names])
+    x, t, idx = split_targets(fer, "private", DEFAULT_LABELS, "fer2013")
+    private = [i for i, n in enumerate(fer.names)
+               if n.startswith("test/") and base[i].startswith("PrivateTest_")
+               and folder[i] in DEFAULT_LABELS]  # fmt: skip
+    assert idx.tolist() == private and len(private) == 3006
+    assert t.dtype == np.float32 and t.shape == (3006, 5) and set(t.sum(1)) == {1.0}
+    assert [DEFAULT_LABELS[j] for j in t.argmax(1)] == folder[idx].tolist()
+    assert np.array_equal(x, fer.images[idx])
+
+    def digests(ix):
+        return {hashlib.sha1(fer.images[i].tobytes()).digest() for i in ix}
+
+    test_pixels = digests(np.flatnonzero(np.char.startswith(fer.names.astype(str), "test/")))
+    _, _, kept = split_targets(fer, "train", DEFAULT_LABELS, "fer2013", drop_test_duplicates=True)
+    _, _, every = split_targets(fer, "train", DEFAULT_LABELS, "fer2013")
+    dropped = np.setdiff1d(every, kept)
+    assert set(kept) <= set(every) and len(dropped) > 0
+    assert not digests(kept) & test_pixels and digests(dropped) <= test_pixels
+    assert all(fer.names[i].startswith("train/") for i in every)
+    _, _, public = split_targets(
+        fer, "public", DEFAULT_LABELS, "fer2013", drop_test_duplicates=True
+    )
+    in_public = [n.startswith("test/") and b.startswith("PublicTest_") and f in DEFAULT_LABELS
+                 for n, b, f in zip(fer.names, base, folder)]  # fmt: skip
+    assert len(public) == sum(in_public)  # the test halves keep their copies
+    with pytest.raises(DataError, match="--labels 'fer': choose from fer2013, "):
+        split_targets(fer, "private", DEFAULT_LABELS, "fer")
+    with pytest.raises(DataError, match="unknown split 'val'; choose from train, public"):
+        split_targets(fer, "val", DEFAULT_LABELS, "fer2013")
