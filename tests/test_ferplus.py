@@ -127,14 +127,20 @@ def test_folder_label_as_extra_votes_by_hand():
             [6, 0, 0, 4, 0, 0, 0, 0, 0, 0],  # folder "sad": 6 neutral + 4 sad crowd votes
             [0, 10, 0, 0, 0, 0, 0, 0, 0, 0],  # folder "fear" (not one of the five): crowd only
             [2, 0, 0, 0, 3, 0, 0, 0, 5, 0],  # folder "angry": unknown votes are not ours
+            [0, 3, 0, 0, 0, 0, 0, 0, 0, 0],  # folder "neutral" (our class 0): 5 + 3 happy
+            [0, 0, 0, 0, 0, 0, 10, 0, 0, 0],  # folder "fear", all fear: nothing of ours
         ],
         np.float32,
     )
-    folder = np.array([FER2013_CLASSES.index(c) for c in ("sad", "fear", "angry")])
+    folders = ("sad", "fear", "angry", "neutral", "fear")
+    folder = np.array([FER2013_CLASSES.index(c) for c in folders])
     dist = with_folder_votes(votes, folder, DEFAULT_LABELS, 5.0)  # neutral happy sad angry surp
+    assert dist.dtype == np.float32
     np.testing.assert_allclose(dist[0], [6 / 15, 0, 9 / 15, 0, 0])
     np.testing.assert_allclose(dist[1], [0, 1, 0, 0, 0])
     np.testing.assert_allclose(dist[2], [2 / 10, 0, 0, 8 / 10, 0])
+    np.testing.assert_allclose(dist[3], [5 / 8, 3 / 8, 0, 0, 0])
+    np.testing.assert_array_equal(dist[4], [0, 0, 0, 0, 0])  # zeros, not NaN (keep drops it)
     # no extra votes: the crowd's distribution over our classes (the ferplus-soft rule)
     np.testing.assert_allclose(
         with_folder_votes(votes, folder, DEFAULT_LABELS, 0.0), soft(votes, DEFAULT_LABELS)[0]
@@ -192,3 +198,30 @@ def test_fer2013_rule_takes_the_folder_label_and_drops_test_copies_from_train_on
         split_targets(fer, "private", DEFAULT_LABELS, "fer")
     with pytest.raises(DataError, match="unknown split 'val'; choose from train, public"):
         split_targets(fer, "val", DEFAULT_LABELS, "fer2013")
+
+
+def test_votes_files_that_cannot_be_read_are_one_line_naming_the_file(tmp_path, monkeypatch):
+    """load_votes itself (the CLI tests see only its message): a folder, a csv without the vote
+    columns, a votes file with no votes, and $FERPLUS as the default when no path is given."""
+    from fer_edge.edge.errors import DataError
+
+    with pytest.raises(DataError, match=f"^{tmp_path}: a folder, not a FER[+] votes csv; pass"):
+        load_votes(tmp_path)
+    other = tmp_path / "other.csv"
+    other.write_text("path,emotion\ntrain/happy/1.jpg,3\n")
+    with pytest.raises(DataError, match=f"^{other}: not a FER[+] votes file [(]columns neutral, "):
+        load_votes(other)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("path," + ",".join(VOTE_COLUMNS) + "\ntrain/happy/1.jpg" + "," * 10 + "\n")
+    with pytest.raises(DataError, match=f"^{empty}: no rows with votes$"):
+        load_votes(empty)
+    one = tmp_path / "one.csv"
+    one.write_text("path," + ",".join(VOTE_COLUMNS) + "\ntrain/happy/1.jpg,0,9,0,0,0,0,0,0,1,0\n")
+    monkeypatch.setenv("FERPLUS", str(one))
+    votes = load_votes()
+    assert votes.source == str(one)
+    v, has = votes.for_names(np.array(["train/happy/1.jpg", "train/sad/2.jpg"]))
+    assert has.tolist() == [True, False] and v[0].tolist() == [0, 9, 0, 0, 0, 0, 0, 0, 1, 0]
+    monkeypatch.setenv("FERPLUS", str(tmp_path / "gone.csv"))
+    with pytest.raises(DataError, match=f"^{tmp_path / 'gone.csv'}: FER[+] votes file not found"):
+        load_votes()
