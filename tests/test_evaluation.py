@@ -150,9 +150,26 @@ def test_text_report_leads_with_macro_f1_then_recall():
     r = classification_report(np.array([0, 1, 1]), np.array([0, 1, 0]), ("a", "b"))
     r.update(calibration(np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]), np.array([0, 1, 1])))
     lines = format_report(r, title="t").splitlines()
-    assert lines[0] == "t"
-    assert lines[1].startswith("macro_f1=0.6667  accuracy=0.6667  ece=")
-    assert lines[2] == "recall  a=1.000  b=0.500"
+    # by hand: confidences 0.9 (right), 0.8 (right), 0.6 (wrong), one per bin: ECE = 0.9 / 3
+    assert lines == [
+        "t",
+        "macro_f1=0.6667  accuracy=0.6667  ece=0.3000 (15 bins)  n=3",
+        "recall  a=1.000  b=0.500",
+        "confusion (rows = true, columns = predicted):",
+        "                a        b   recall",  # columns at least 8 wide, after a 9-wide margin
+        "       a        1        0   1.000",
+        "       b        1        1   0.500",
+    ]
+    # a label longer than 8 sets the width of every column; no title, no ECE: no such lines
+    r = classification_report(np.array([0, 1]), np.array([1, 1]), ("a", "surprised!"))
+    assert format_report(r).splitlines() == [
+        "macro_f1=0.3333  accuracy=0.5000  n=2",
+        "recall  a=0.000  surprised!=1.000",
+        "confusion (rows = true, columns = predicted):",
+        "                    a surprised!   recall",
+        "         a          0          1   0.000",
+        "surprised!          0          1   1.000",
+    ]
 
 
 # --- `fer-edge eval` and the card on the real files --------------------------------------------
