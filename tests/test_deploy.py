@@ -426,7 +426,7 @@ def test_stage_holds_only_the_runtime(tmp_path):
         assert verified.returncode == 0 and not verified.stderr.strip(), verified.stderr
 
 
-def test_deploy_with_no_options_stages_the_documented_service(tmp_path, capsys):
+def test_deploy_stages_the_documented_service_with_and_without_options(tmp_path, capsys):
     """What `make deploy PI=pi@host` ships when nothing else is given (docs/raspberry-pi.md):
     the default model, the Pi camera, in ~/fer-edge, events synced every second, no MQTT and
     no dashboard. Through the deploy tool's own command line, in this process."""
@@ -443,7 +443,26 @@ def test_deploy_with_no_options_stages_the_documented_service(tmp_path, capsys):
     assert argv[argv.index("--model") + 1] == f"models/{model.name}"
     assert argv[argv.index("--source") + 1] == "picamera"
     assert not {"--mqtt", "--dashboard", "--events-sync"} & set(argv), start
+    assert argv[argv.index("--yunet_model") + 1] == "models/face_detection_yunet.onnx"
     assert (tmp_path / "stage" / "models" / model.name).is_file()
+
+    # every option reaches the unit; the password travels as a mode-600 file, never argv
+    password = tmp_path / "pw"
+    password.write_text("s3cret-password\n")
+    assert main(["stage", "--out", str(tmp_path / "s2"), "--source", "0", "--pi_dir", "apps/fer",
+                 "--mqtt", "mqtt://ha@broker.local:1884", "--mqtt-password-file", str(password),
+                 "--dashboard", "8088", "--events_sync", "0"]) == 0  # fmt: skip
+    deploy = tmp_path / "s2" / ".deploy"
+    start = next(ln for ln in (deploy / "fer-edge.service").read_text().splitlines()
+                 if ln.startswith("ExecStart="))  # fmt: skip
+    assert start.startswith("ExecStart=%h/apps/fer/current/.venv/bin/python -m fer_edge.edge run")
+    assert start.endswith(
+        " --source 0 --headless --events logs/events.jsonl --mqtt mqtt://ha@broker.local:1884 "
+        "--mqtt-password-file .deploy/mqtt-password --dashboard 8088 --events-sync 0"
+    ), start
+    assert "s3cret" not in start
+    assert (deploy / "mqtt-password").read_text().strip() == "s3cret-password"
+    assert (deploy / "mqtt-password").stat().st_mode & 0o777 == 0o600
 
 
 def test_rotate_events_keeps_generations(tmp_path):
