@@ -621,3 +621,62 @@ def test_a_full_queue_keeps_the_newest_messages(video, int8_model, tmp_path):
     assert closing[0]["dropped"] == sink.dropped == len(changes) - 2
     assert sub.on(f"{PREFIX}/status")[0] == b"online"
     assert any(t.endswith("/dominant/config") for t, _, _, _ in sub.messages)
+
+
+def test_a_sink_in_this_process_logs_in_publishes_changes_and_leaves_its_will(tmp_path, caplog):
+    """MqttSink without a run around it, on a broker that wants a password: it says where it
+    publishes, logs in, sends each label change (not retained, stamped to the millisecond),
+    keeps "online" retained, and when its connection dies without a goodbye the broker's
+    retained status is its will, "offline". A CA file it cannot use is one line."""
+    import logging
+
+    import numpy as np
+    from fer_edge.edge.errors import ConfigError
+    from fer_edge.edge.mqtt import MqttSettings, MqttSink
+    from fer_edge.edge.types import Box, Face, Frame, FrameResult
+
+    pw = tmp_path / "passwd"
+    passwd = system_tool("mosquitto_passwd", package="mosquitto")
+    subprocess.run([passwd, "-b", "-c", str(pw), "fer", "s3cret"], check=True)
+    labels = ("neutral", "happy", "sad")
+    image = np.zeros((8, 8, 3), np.uint8)
+
+    def result(t: float, label: int) -> FrameResult:
+        p = np.full(3, 0.1, np.float32)
+        p[label] = 0.8
+        return FrameResult(Frame(image, int(t * 10), t), (Face(Box(0, 0, 4, 4), 1, p, p),), {})
+
+    caplog.set_level(logging.INFO, logger="fer_edge.edge.mqtt")
+    with broker(tmp_path, [f"password_file {pw}"], anonymous=False) as b:
+        settings = MqttSettings(host="127.0.0.1", port=b.port, tls=False, topic=PREFIX,
+                                username="fer", password="s3cret", min_dwell=0.0,
+                                summary_every=1e6, client_id="in-process")  # fmt: skip
+        with subscriber(b.port, "fer", "s3cret") as sub:
+            sink = MqttSink(settings, labels)
+            try:
+                where = f"MQTT: publishing to mqtt://127.0.0.1:{b.port} under {PREFIX}/"
+                assert where in caplog.text
+                wait_for(lambda: sub.on(f"{PREFIX}/status") == [b"online"], 10, "online")
+                before = time.time()
+                for t, label in ((0.0, 1), (0.1, 1), (0.2, 2)):
+                    sink.write(result(t, label))
+                wait_for(lambda: len(sub.on(f"{PREFIX}/state")) == 2, 10, "two label changes")
+                states = sub.json_on(f"{PREFIX}/state")
+                assert [(s["label"], s["previous"], s["since"]) for s in states] == [
+                    ("happy", None, 0.0), ("sad", "happy", 0.2)]  # fmt: skip
+                assert all(round(s["time"], 3) == s["time"] for s in states)
+                assert all(before - 1 <= s["time"] <= time.time() + 1 for s in states)
+                kept = retained(b.port, "fer", "s3cret")
+                assert kept[f"{PREFIX}/status"] == b"online" and f"{PREFIX}/state" not in kept
+                # the connection dies without DISCONNECT (a power cut, a pulled cable)
+                sink._client.loop_stop()
+                sink._client.socket().close()
+                wait_for(lambda: sub.on(f"{PREFIX}/status")[-1:] == [b"offline"], 10, "the will")
+                assert retained(b.port, "fer", "s3cret")[f"{PREFIX}/status"] == b"offline"
+            finally:
+                sink.close(flush_seconds=0.5)
+
+    bad = MqttSettings(host="127.0.0.1", port=1, tls=True, topic=PREFIX,
+                       ca_file=str(tmp_path / "no-ca.pem"))  # fmt: skip
+    with pytest.raises(ConfigError, match=f"^--mqtt-ca-file {tmp_path / 'no-ca.pem'}: not usable"):
+        MqttSink(bad, labels)
