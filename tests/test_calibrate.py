@@ -93,6 +93,7 @@ def test_fold_gives_the_fitted_probabilities():
     )
 
 
+@pytest.mark.slow  # three calibrations of a Keras model on ~2,000 faces: ~45 s
 def test_a_model_with_test_time_views_is_calibrated_only_as_its_single_view_net(tmp_path):
     """A temperature folded into the net rescales each view, not their average: calibrate
     refuses a multi-view model in one line; with --single-view it writes the trained net alone

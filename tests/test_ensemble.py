@@ -11,6 +11,7 @@ from conftest import MODELS, need, one_line_error, run_cli
 from fer_edge.edge.contract import read_contract
 
 pytest.importorskip("tensorflow")
+pytestmark = pytest.mark.slow  # Keras models built and run: 2-50 s each
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
