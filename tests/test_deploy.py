@@ -465,6 +465,52 @@ def test_deploy_stages_the_documented_service_with_and_without_options(tmp_path,
     assert (deploy / "mqtt-password").stat().st_mode & 0o777 == 0o600
 
 
+@pytest.mark.parametrize(
+    "target, variables, command, expected",
+    [
+        ("deploy", ["SOURCE=0", "MQTT=mqtt://ha@b:1884", "DASHBOARD=8080", "PI_EVENTS_SYNC=0"],
+         "cmd_deploy", {"source": "0", "mqtt": "mqtt://ha@b:1884", "dashboard": "8080",
+                        "events_sync": "0"}),
+        ("deploy", [], "cmd_deploy", {"source": "picamera", "mqtt": "", "dashboard": None}),
+        ("deploy-status", [], "cmd_status", {}),
+        ("logs", [], "cmd_logs", {"journal": False}),
+        ("rollback", [], "cmd_rollback", {}),
+        ("undeploy", [], "cmd_undeploy", {"purge": False}),
+        ("undeploy", ["PURGE=1"], "cmd_undeploy", {"purge": True}),
+    ],
+)  # fmt: skip
+def test_each_make_target_runs_its_deploy_command(target, variables, command, expected):
+    """What `make TARGET PI=... SSH_OPTS=...` runs (make -n, from the project root) is parsed
+    by the deploy tool into the right command with the user's values; nothing is executed."""
+    import shlex
+
+    from deploy import deploy
+
+    out = subprocess.run(
+        ["make", "-n", "--no-print-directory", target, "PI=pi@a pi@b", "SSH_OPTS=-p 2222",
+         "PI_DIR=apps/fer", *variables],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.replace("\\\n", " ")  # fmt: skip
+    line = next(ln for ln in out.splitlines() if " -m deploy " in ln)
+    argv = shlex.split(line.split(" -m deploy ", 1)[1])
+    args = deploy.build_parser().parse_args(argv)
+    assert args.func is getattr(deploy, command)
+    assert (args.pi, args.ssh_opts, args.pi_dir) == ("pi@a pi@b", "-p 2222", "apps/fer")
+    assert {k: getattr(args, k) for k in expected} == expected
+
+
+def test_a_stage_that_cannot_be_built_is_one_line_naming_the_step(tmp_path, capsys):
+    from deploy.deploy import main
+
+    assert main(["stage", "--out", str(tmp_path / "s"), "--source", "my camera"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("deploy: error: step 'stage' failed: SOURCE='my camera': give "), err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "s").exists()
+    with pytest.raises(SystemExit):  # --out is required
+        main(["stage"])
+    assert "--out" in capsys.readouterr().err
+
+
 def test_rotate_events_keeps_generations(tmp_path):
     events = tmp_path / "events.jsonl"
     for _ in range(4):
