@@ -666,8 +666,17 @@ def test_a_sink_in_this_process_logs_in_publishes_changes_and_leaves_its_will(tm
                     ("happy", None, 0.0), ("sad", "happy", 0.2)]  # fmt: skip
                 assert all(round(s["time"], 3) == s["time"] for s in states)
                 assert all(before - 1 <= s["time"] <= time.time() + 1 for s in states)
+                # the first frame's summary (the next is summary_every away), retained
+                wait_for(lambda: sub.on(f"{PREFIX}/summary"), 10, "the first summary")
+                first = sub.json_on(f"{PREFIX}/summary")[0]
+                assert round(first.pop("time"), 3) >= round(before - 1, 3)
+                share = {"neutral": 0.0, "happy": 1.0, "sad": 0.0}
+                assert first == {"frame": 0, "t": 0.0, "faces": 1, "tracks": [1],
+                                 "dominant": "happy", "share": share, "window_s": 60.0,
+                                 "fps": 0.0, "dropped": 0}  # fmt: skip
                 kept = retained(b.port, "fer", "s3cret")
                 assert kept[f"{PREFIX}/status"] == b"online" and f"{PREFIX}/state" not in kept
+                assert json.loads(kept[f"{PREFIX}/summary"])["frame"] == 0
                 # the connection dies without DISCONNECT (a power cut, a pulled cable)
                 sink._client.loop_stop()
                 sink._client.socket().close()
