@@ -200,9 +200,12 @@ def report(
     modules: dict[str, dict] = {}
     for name, st in sorted(status.items()):
         m = modules.setdefault(
-            module_of(name), {"killed": 0, "timeout": 0, "survived": 0, "other": 0}
+            module_of(name),
+            {"killed": 0, "timeout": 0, "survived": 0, "other": 0, "not_run": 0},
         )
-        m[st if st in ("killed", "timeout", "survived") else "other"] += 1
+        # "not checked": the run stopped before this mutant (figures of a partial run)
+        known = ("killed", "timeout", "survived")
+        m[st if st in known else "not_run" if st == "not checked" else "other"] += 1
     for name, m in modules.items():
         # as mutmut scores: a mutant that makes the tests overrun is caught, not missed
         tested = m["killed"] + m["timeout"] + m["survived"]
@@ -257,15 +260,17 @@ def report(
             f"{result['score']:.1%} raw ({killed} of {tested} mutants killed) over "
             f"{len(modules)} modules. The last run: `{command}`"
             + (f", {wall_seconds / 60:.1f} min." if wall_seconds else "."),
+            "*not run*: mutants the run did not reach (it was stopped); a module with some is "
+            "measured on part of its mutants only. "
             "Each module's row comes from the run that last mutated it (its date below; the "
             "command of each run is in mutation.json). *stale*: the module's source changed "
             "since, so its figures are no longer current.",
             "",
         ]
     lines += [
-        "| module | killed | timed out | survived (judged) | no test reaches it | score "
-        "| judged left out | measured |",
-        "|---|---|---|---|---|---|---|---|",
+        "| module | killed | timed out | survived (judged) | no test reaches it | not run "
+        "| score | judged left out | measured |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in sorted(modules.items()):
         score = f"{m['score']:.1%}" if m["score"] is not None else "-"
@@ -275,7 +280,7 @@ def report(
             when += " *stale*"
         lines.append(
             f"| {name} | {m['killed']} | {m['timeout']} | {m['survived']} ({m['judged']}) "
-            f"| {m['other']} | {score} | {judged_score} | {when} |"
+            f"| {m['other']} | {m.get('not_run', 0)} | {score} | {judged_score} | {when} |"
         )
     lines += ["", "## Surviving mutants", ""]
     for s in survivors:

@@ -543,6 +543,7 @@ def test_a_mutation_run_of_some_modules_keeps_the_others_figures(tmp_path, monke
         "fer_edge.edge.crop.x_crop_face__mutmut_2": "killed",
         "fer_edge.edge.crop.x_crop_face__mutmut_3": "survived",
         "fer_edge.edge.crop.x_crop_face__mutmut_4": "no tests",
+        "fer_edge.edge.crop.x_crop_face__mutmut_5": "not checked",  # the run was stopped
     }
     monkeypatch.setattr(mutation, "results", lambda stage: now)
     monkeypatch.setattr(mutation, "diff_of", lambda stage, name: "-x\n+y")
@@ -559,9 +560,9 @@ def test_a_mutation_run_of_some_modules_keeps_the_others_figures(tmp_path, monke
     assert (got["killed"], got["tested"], got["score"]) == (2 + 7, 3 + 10, round(9 / 13, 4))
     table = (tmp_path / "mutation.md").read_text()
     # tracking's one judged survivor leaves the judged score's denominator: 7 / (7 + 2)
-    row = "| fer_edge.edge.tracking | 6 | 1 | 3 (1) | 2 | 70.0% | 77.8% | 2026-11-30 *stale* |"
+    row = "| fer_edge.edge.tracking | 6 | 1 | 3 (1) | 2 | 0 | 70.0% | 77.8% | 2026-11-30 *stale* |"
     assert row in table
-    assert "| fer_edge.edge.crop | 2 | 0 | 1 (0) | 1 | 66.7% | 66.7% |" in table
+    assert "| fer_edge.edge.crop | 2 | 0 | 1 (0) | 1 | 1 | 66.7% | 66.7% |" in table
     assert (got["judged"], got["score_judged"]) == (1, 0.75)
     assert json.loads((tmp_path / "mutation.json").read_text()) == got
 
