@@ -313,7 +313,7 @@ def test_whole_pi_deploy_and_faults(pi_system, video, capsys):
     assert "Started fer-edge.service" in journal or "fer-edge" in journal, journal
     # the first three events, whole; what arrives after the Ctrl-C may be cut mid-line
     lines = follow_make_logs(pi, events=3)
-    seen = [json.loads(ln) for ln in lines if ln.startswith('{"frame"')][:3]
+    seen = [json.loads(ln) for ln in [ln for ln in lines if ln.startswith('{"frame"')][:3]]
     assert len(seen) >= 3
     time.sleep(3)
     assert pi.ssh("pgrep -u pi -x tail").stdout.strip() == ""  # make logs left nothing behind
