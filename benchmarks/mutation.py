@@ -218,16 +218,14 @@ def report(
             diff = diff_of(stage_dir, n)
             survivors.append({"mutant": n, "module": module_of(n), "diff": diff,
                               "reason": reasons.get(n) or judged_by_rule(diff)})  # fmt: skip
+    earlier_path = out / "mutation.json"
+    earlier = json.loads(earlier_path.read_text()) if earlier_path.is_file() else {}
     # a module none of whose mutants this run reached (it was stopped first) keeps its row
     for name in [n for n, m in modules.items() if m["killed"] + m["timeout"] + m["survived"] == 0
-                 and m["not_run"] and (out / "mutation.json").is_file()]:  # fmt: skip
-        earlier_rows = json.loads((out / "mutation.json").read_text()).get("modules", {})
-        if name in earlier_rows:
-            del modules[name]
+                 and m["not_run"] and n in earlier.get("modules", {})]:  # fmt: skip
+        del modules[name]
     this_run = set(modules)
-    earlier_path = out / "mutation.json"
-    if earlier_path.is_file():
-        earlier = json.loads(earlier_path.read_text())
+    if earlier:
         for name, m in earlier.get("modules", {}).items():
             if name not in modules:
                 m.setdefault("created", earlier.get("created"))
