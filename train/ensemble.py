@@ -108,7 +108,7 @@ def run_ensemble(member_paths: list[str], out: str) -> dict:
     for suffix in (".keras", ".h5"):
         save_model_atomic(model, stem.with_suffix(suffix))
         write_contract(stem.with_suffix(suffix), contract)
-    holdout = shared_holdout(member_paths)
+    holdout = shared_holdout(member_paths, contracts)
     config = stem.with_suffix(".config.json")
     if holdout:  # `fer-edge calibrate` reads it: a temperature and bias for the whole ensemble
         atomic_write_text(config, json.dumps({**holdout, "members": member_paths}, indent=2) + "\n")
@@ -120,17 +120,16 @@ def run_ensemble(member_paths: list[str], out: str) -> dict:
     return report
 
 
-def shared_holdout(member_paths: list[str]) -> dict:
+def shared_holdout(member_paths: list[str], contracts: list) -> dict:
     """The holdout-defining part of the members' training configs when every member has one
     and all agree (the same faces held out of every member); else {}. The data and votes may
     be named differently ("" for the default, a relative or absolute path): what must match is
-    the archive's sha256 and the votes file's location."""
-    from fer_edge.edge.contract import read_contract
+    the archive's sha256 (from each member's contract) and the votes file's location."""
     from fer_edge.evaluation.data import default_path
     from fer_edge.evaluation.ferplus import SHARED_VOTES
 
     keys = []
-    for p in member_paths:
+    for p, contract in zip(member_paths, contracts):
         path = Path(p).with_suffix(".config.json")
         if not path.is_file():
             return {}
@@ -138,7 +137,7 @@ def shared_holdout(member_paths: list[str]) -> dict:
         votes = cfg.get("ferplus") or default_path(("FERPLUS",), SHARED_VOTES)
         keys.append({
             **{k: cfg.get(k) for k in HOLDOUT_KEYS},
-            "data_sha256": read_contract(p).provenance.get("data_sha256"),
+            "data_sha256": contract.provenance.get("data_sha256"),
             "ferplus": str(Path(votes).resolve()) if votes else "",
             "data": cfg.get("data", ""),
         })  # fmt: skip
