@@ -54,6 +54,52 @@ DESELECT = (
     "tests/test_first_hour.py::test_the_default_keras_source_is_one_path_everywhere",
     "tests/test_readme.py::test_every_renderer_has_a_block_and_every_block_a_renderer",
 )
+# Tests that run the program in a subprocess (`fer-edge run ...`, `make deploy ...`) count
+# too: the subprocess finds the mutants through PYTHONPATH (set by `run`) and inherits mutmut's
+# MUTANT_UNDER_TEST. mutmut only tests a mutant with the tests it saw reach its function, and
+# it sees that in its own process; so while it looks ("stats"), SITECUSTOMIZE notes each
+# function a subprocess reaches in a file, and CONFTEST_HOOK (appended to the staged
+# conftest.py) hands those to mutmut after each test.
+HITS_ENV = "FER_EDGE_MUTATION_HITS"
+SITECUSTOMIZE = f"""\
+import os
+
+_hits = os.environ.get("{HITS_ENV}")
+if _hits and os.environ.get("MUTANT_UNDER_TEST") == "stats":
+    try:
+        import mutmut.mutation.trampoline as _trampoline
+    except ImportError:  # a Python without mutmut runs no mutant either
+        _trampoline = None
+    if _trampoline is not None:
+        _seen = set()
+
+        def _note(name, caller=None):
+            if name not in _seen:
+                _seen.add(name)
+                with open(os.path.join(_hits, f"{{os.getpid()}}.txt"), "a") as f:
+                    f.write(name + "\\n")
+
+        _trampoline.record_trampoline_hit = _note
+"""
+CONFTEST_HOOK = f"""
+
+# --- added by fer_edge.benchmarks.mutation: functions reached by this test's subprocesses
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item, nextitem):
+    import os as _os
+
+    hits = _os.environ.get("{HITS_ENV}")
+    if not hits or _os.environ.get("MUTANT_UNDER_TEST") != "stats":
+        return
+    from mutmut.state import state
+
+    for name in _os.listdir(hits):
+        path = _os.path.join(hits, name)
+        with open(path) as f:
+            state()._stats.update(line.strip() for line in f if line.strip())
+        _os.remove(path)
+"""
+
 # Survivors judged equivalent or harmless: "mutant name" -> one-line reason. Kept beside the
 # report so a re-run keeps the judgement of mutants that did not change.
 REASONS_FILE = "reasons.json"
@@ -79,6 +125,10 @@ def stage(stage_dir: Path, modules: list[str], tests: str) -> None:
             shutil.copytree(ROOT / d, pkg / d, ignore=ignore)
     shutil.copytree(ROOT / "deploy", stage_dir / "deploy", ignore=ignore)
     shutil.copytree(ROOT / "tests", stage_dir / "tests", ignore=ignore)
+    with open(stage_dir / "tests" / "conftest.py", "a") as f:
+        f.write(CONFTEST_HOOK)
+    (stage_dir / "hits").mkdir()
+    (stage_dir / "hits" / "sitecustomize.py").write_text(SITECUSTOMIZE)
     # large files stay where they are: links, followed by the tests (conftest: ROOT/models,
     # ROOT.parent/shared) and by the runtime (edge/config.py: fer_edge/models)
     mutants = stage_dir / "mutants"
@@ -207,9 +257,6 @@ def report(
         known = ("killed", "timeout", "survived")
         m[st if st in known else "not_run" if st == "not checked" else "other"] += 1
     for name, m in modules.items():
-        # as mutmut scores: a mutant that makes the tests overrun is caught, not missed
-        tested = m["killed"] + m["timeout"] + m["survived"]
-        m["score"] = round((m["killed"] + m["timeout"]) / tested, 4) if tested else None
         m.update(created=created, command=command, sha=source_sha(name))
         m["wall_seconds"] = round(wall_seconds, 1) if wall_seconds else None
     survivors = []
@@ -234,14 +281,18 @@ def report(
                 modules[name] = m
         survivors += [s for s in earlier.get("survivors", []) if s["module"] not in this_run]
         survivors.sort(key=lambda s: s["mutant"])
-    # Survivors judged equivalent or harmless (a reason on record) leave the denominator of
-    # the judged score; the raw score keeps them.
+    # The score: caught / (caught + missed). A mutant that makes the tests overrun is caught
+    # (as mutmut counts it); one that no test reaches ("no tests", "other") is missed, like a
+    # survivor. Survivors judged equivalent or harmless (a reason on record) leave the
+    # denominator of the judged score; the raw score keeps them.
     for name, m in modules.items():
         m["judged"] = sum(1 for s in survivors if s["module"] == name and s["reason"])
-        caught, left = m["killed"] + m["timeout"], m["survived"] - m["judged"]
+        caught, missed = m["killed"] + m["timeout"], m["survived"] + m["other"]
+        m["score"] = round(caught / (caught + missed), 4) if caught + missed else None
+        left = missed - m["judged"]
         m["score_judged"] = round(caught / (caught + left), 4) if caught + left else None
     killed = sum(m["killed"] + m["timeout"] for m in modules.values())
-    tested = killed + sum(m["survived"] for m in modules.values())
+    tested = killed + sum(m["survived"] + m["other"] for m in modules.values())
     judged = sum(m["judged"] for m in modules.values())
     result = {
         "created": created,
@@ -264,6 +315,7 @@ def report(
             f"{result['score']:.1%} raw ({killed} of {tested} mutants killed) over "
             f"{len(modules)} modules. The last run: `{command}`"
             + (f", {wall_seconds / 60:.1f} min." if wall_seconds else "."),
+            "A mutant no test reaches counts as missed, like a survivor. "
             "*not run*: mutants the run did not reach (it was stopped); a module with some is "
             "measured on part of its mutants only. "
             "Each module's row comes from the run that last mutated it (its date below; the "
@@ -314,6 +366,21 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
+def mutation_env(stage_dir: Path) -> dict[str, str]:
+    """mutmut's environment: subprocesses import the mutants (and note what they reach)."""
+    hits = stage_dir.resolve() / "hits"
+    (hits / "log").mkdir(parents=True, exist_ok=True)
+    path = [str(stage_dir.resolve() / "mutants"), str(hits)]
+    if os.environ.get("PYTHONPATH"):
+        path.append(os.environ["PYTHONPATH"])
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(path),
+        HITS_ENV: str(hits / "log"),
+        "FER_EDGE_HYPOTHESIS": "mutation",  # tests/test_properties.py
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "report":  # again, after reasons were added: the run's own figures stay
@@ -329,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     proc = subprocess.run(
         [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs)],
         cwd=stage_dir,
-        env={**os.environ, "FER_EDGE_HYPOTHESIS": "mutation"},  # tests/test_properties.py
+        env=mutation_env(stage_dir),
     )
     wall = time.monotonic() - t0
     tested = [s for s in results(stage_dir).values() if s in ("killed", "survived", "timeout")]

@@ -7,6 +7,7 @@ No performance numbers are asserted: these tests run on loaded CI machines.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -550,20 +551,22 @@ def test_a_mutation_run_of_some_modules_keeps_the_others_figures(tmp_path, monke
     got = mutation.report(tmp_path / "stage", tmp_path, 12.0, "new run")
 
     crop, tracking = got["modules"]["fer_edge.edge.crop"], got["modules"]["fer_edge.edge.tracking"]
-    assert (crop["killed"], crop["survived"], crop["other"], crop["score"]) == (2, 1, 1, 0.6667)
+    # a mutant no test reaches is missed, like a survivor: 2 / (2 + 1 + 1)
+    assert (crop["killed"], crop["survived"], crop["other"], crop["score"]) == (2, 1, 1, 0.5)
     assert crop["command"] == "new run" and crop["sha"] == mutation.source_sha("fer_edge.edge.crop")
     assert (tracking["killed"], tracking["timeout"], tracking["survived"]) == (6, 1, 3)
     assert tracking["command"] == "old run" and tracking["created"].startswith("2026-11-30")
     assert [s["mutant"] for s in got["survivors"]] == [
         "fer_edge.edge.crop.x_crop_face__mutmut_3", "fer_edge.edge.tracking.x_iou__mutmut_2",
     ]  # fmt: skip
-    assert (got["killed"], got["tested"], got["score"]) == (2 + 7, 3 + 10, round(9 / 13, 4))
+    assert (got["killed"], got["tested"], got["score"]) == (2 + 7, 4 + 12, round(9 / 16, 4))
     table = (tmp_path / "mutation.md").read_text()
-    # tracking's one judged survivor leaves the judged score's denominator: 7 / (7 + 2)
-    row = "| fer_edge.edge.tracking | 6 | 1 | 3 (1) | 2 | 0 | 70.0% | 77.8% | 2026-11-30 *stale* |"
+    # tracking: 7 caught of 12; its one judged survivor leaves the judged score's
+    # denominator: 7 / (7 + 2 + 2)
+    row = "| fer_edge.edge.tracking | 6 | 1 | 3 (1) | 2 | 0 | 58.3% | 63.6% | 2026-11-30 *stale* |"
     assert row in table
-    assert "| fer_edge.edge.crop | 2 | 0 | 1 (0) | 1 | 1 | 66.7% | 66.7% |" in table
-    assert (got["judged"], got["score_judged"]) == (1, 0.75)
+    assert "| fer_edge.edge.crop | 2 | 0 | 1 (0) | 1 | 1 | 50.0% | 50.0% |" in table
+    assert (got["judged"], got["score_judged"]) == (1, 0.6)
     assert json.loads((tmp_path / "mutation.json").read_text()) == got
 
 
@@ -579,6 +582,53 @@ def test_make_mutation_tests_each_mutant_with_the_fast_tier_as_one_marker_expres
     assert conf["pytest_add_cli_args_test_selection"] == ["tests", "-m", "not slow"]
     assert conf["only_mutate"] == ["fer_edge/edge/config.py"]
     assert (tmp_path / "repo" / "fer_edge" / "edge" / "config.py").is_file()
+
+
+def test_tests_that_run_the_program_in_a_subprocess_count_for_its_mutants(tmp_path):
+    """The stage lets a subprocess reach the mutants (PYTHONPATH) and tell mutmut, which
+    watches only its own process, which functions it ran: a function reached only by a
+    `fer-edge run` in a subprocess is then tested with that test, not marked "no tests"."""
+    from fer_edge.benchmarks import mutation
+    from mutmut.state import state
+
+    stage = tmp_path / "repo"
+    mutation.stage(stage, ["edge/config.py"], "tests")
+    env = mutation.mutation_env(stage)
+    assert env["PYTHONPATH"].split(os.pathsep)[:2] == [
+        str((stage / "mutants").resolve()), str((stage / "hits").resolve())
+    ]  # fmt: skip
+    # a subprocess while mutmut collects its stats: its trampolines' hits land in files
+    code = (
+        "import mutmut.mutation.trampoline as t\n"
+        "t.record_trampoline_hit('fer_edge.edge.config.x_model_path')\n"
+        "t.record_trampoline_hit('fer_edge.edge.config.x_model_path')\n"
+        "t.record_trampoline_hit('fer_edge.edge.sinks.x_face_event', caller='x')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path,
+                   env={**env, "MUTANT_UNDER_TEST": "stats"})  # fmt: skip
+    # while a mutant is tested, the subprocess's trampolines are mutmut's own
+    untouched = "import mutmut.mutation.trampoline as t; print(t.record_trampoline_hit.__module__)"
+    out = subprocess.run([sys.executable, "-c", untouched], check=True, cwd=tmp_path, text=True,
+                         capture_output=True,
+                         env={**env, "MUTANT_UNDER_TEST": "fer_edge.edge.config.x_a__mutmut_1"})
+    assert out.stdout.strip() == "mutmut.stats"
+    (hits,) = (stage / "hits" / "log").iterdir()
+    assert hits.read_text().split() == [
+        "fer_edge.edge.config.x_model_path", "fer_edge.edge.sinks.x_face_event"
+    ]  # fmt: skip
+    # the staged conftest hands them to mutmut after the test, as its own process's hits
+    hook = (stage / "tests" / "conftest.py").read_text()
+    assert hook.startswith((mutation.ROOT / "tests" / "conftest.py").read_text())
+    namespace: dict = {"pytest": pytest}
+    exec(hook[hook.index("# --- added by fer_edge.benchmarks.mutation"):], namespace)
+    state()._stats.clear()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "environ", {**env, "MUTANT_UNDER_TEST": "stats"})
+        namespace["pytest_runtest_teardown"](None, None)
+    assert state()._stats == {"fer_edge.edge.config.x_model_path",
+                              "fer_edge.edge.sinks.x_face_event"}  # fmt: skip
+    assert list((stage / "hits" / "log").iterdir()) == []
+    state()._stats.clear()
 
 
 def test_a_survivor_that_changes_only_help_text_is_judged_by_the_stated_rule():

@@ -1,0 +1,156 @@
+"""Tracked-square detection's geometry with numbers worked out by hand: which square of the
+detector's copy is searched, at what size the detector sees it, where its box lands back in
+the frame, which detection wins, and when a whole-frame pass is cheaper.
+
+The detector here is a real one for a simple world: it finds bright squares on black by
+thresholding (cv2.connectedComponentsWithStats) and keeps what it was shown, so the squares
+can be checked exactly. YuNet on the real video is tests/test_latency_levers.py."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from fer_edge.edge.detectors import detect_around
+from fer_edge.edge.types import Box, Frame
+
+
+class BrightSquares:
+    """Boxes around bright regions; `seen` holds each image it was given."""
+
+    name = "bright"
+    resize = "area"
+
+    def __init__(self, width: int = 320):
+        self.width, self.seen = width, []
+
+    def detect(self, frame, width=None):
+        raise AssertionError("detect_around searches squares, not the whole frame")
+
+    def detect_image(self, image):
+        self.seen.append(image.copy())
+        grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        n, _, stats, _ = cv2.connectedComponentsWithStats((grey > 127).astype(np.uint8))
+        return [Box(int(x), int(y), int(w), int(h), 0.9) for x, y, w, h, _ in stats[1:n]]
+
+
+def frame_with(*boxes, size=(480, 640)):
+    image = np.zeros((*size, 3), np.uint8)
+    for x, y, w, h in boxes:
+        image[y : y + h, x : x + w] = 255
+    return Frame(image, 0, 0.0)
+
+
+def close(a: Box, b: tuple, tol: int = 2) -> bool:
+    return all(abs(p - q) <= tol for p, q in zip(a.as_tuple(), b))
+
+
+def test_a_face_is_searched_in_a_square_twice_its_size_and_lands_on_its_box():
+    # 640 x 480 frame, detector copy 320 x 240 (factor 2); a 100-px face is 50 px in the copy:
+    # shrunk to 48 px for the detector (x 0.96), square 2 x 48 = 96 px = 100 copy pixels,
+    # centred on the old box: x0 = 125 - 50 = 75, y0 = 85 - 50 = 35
+    det = BrightSquares()
+    frame = frame_with((200, 120, 100, 100))
+    (got,) = detect_around(det, frame, [Box(200, 120, 100, 100)])
+    assert close(got, (200, 120, 100, 100))
+    (seen,) = det.seen
+    assert seen.shape == (96, 96, 3)
+    # the face sits where the square puts it: copy x 100..149 -> square 25..74 -> x 0.96
+    ys, xs = np.nonzero(seen[..., 0] > 127)
+    assert abs(xs.min() - 24) <= 1 and abs(xs.max() - 71) <= 1
+    assert abs(ys.min() - 24) <= 1 and abs(ys.max() - 71) <= 1
+    # the face moved 10 px right since the last box: found where it is now
+    det.seen.clear()
+    (moved,) = detect_around(det, frame_with((210, 120, 100, 100)), [Box(200, 120, 100, 100)])
+    assert close(moved, (210, 120, 100, 100))
+
+
+def test_a_small_face_is_searched_in_a_square_of_at_least_size_pixels_not_enlarged():
+    det = BrightSquares()
+    # 40 px face = 20 copy px: 2 x 20 = 40 < 96, so a 96-px square, cut 1:1
+    (got,) = detect_around(det, frame_with((300, 200, 40, 40)), [Box(300, 200, 40, 40)])
+    assert close(got, (300, 200, 40, 40), tol=0)
+    assert det.seen[0].shape == (96, 96, 3)
+    det.seen.clear()
+    (got,) = detect_around(det, frame_with((300, 200, 40, 40)), [Box(300, 200, 40, 40)], size=64)
+    assert det.seen[0].shape == (64, 64, 3) and close(got, (300, 200, 40, 40), tol=0)
+    # grow: 4 x 20 = 80 copy px, rounded up to 96 (a multiple of 32)
+    det.seen.clear()
+    detect_around(det, frame_with((300, 200, 40, 40)), [Box(300, 200, 40, 40)], size=32, grow=4)
+    assert det.seen[0].shape == (96, 96, 3)
+
+
+def test_a_large_face_is_shrunk_to_face_px_and_its_square_kept_inside_the_copy():
+    det = BrightSquares()
+    # 300 px face = 150 copy px: x 48/150, 2 x 48 = 96 px = 300 copy px, more than the copy's
+    # 240 rows: the square is 240 copy px, shown at 96 px, and its box still lands
+    (got,) = detect_around(det, frame_with((150, 90, 300, 300)), [Box(150, 90, 300, 300)])
+    assert det.seen[0].shape == (96, 96, 3)
+    assert close(got, (150, 90, 300, 300), tol=4)
+    # a face at the bottom-right corner: the square moves inside the copy, not padded
+    det.seen.clear()
+    (got,) = detect_around(det, frame_with((560, 400, 80, 80)), [Box(560, 400, 80, 80)])
+    (seen,) = det.seen
+    assert seen.shape == (96, 96, 3)
+    ys, xs = np.nonzero(seen[..., 0] > 127)
+    assert (xs.max(), ys.max()) == (95, 95) and (xs.min(), ys.min()) == (56, 56)
+    assert close(got, (560, 400, 80, 80), tol=0)
+    det.seen.clear()
+    (got,) = detect_around(det, frame_with((0, 0, 80, 80)), [Box(0, 0, 80, 80)])
+    ys, xs = np.nonzero(det.seen[0][..., 0] > 127)
+    assert (xs.min(), ys.min(), xs.max(), ys.max()) == (0, 0, 39, 39)
+    assert close(got, (0, 0, 80, 80), tol=0)
+
+
+def test_the_detection_closest_to_the_old_box_wins_and_a_far_one_is_lost():
+    det = BrightSquares()
+    # two faces in one square: the one overlapping the old box wins, whichever comes first
+    frame = frame_with((300, 200, 40, 40), (360, 200, 20, 20))
+    (got,) = detect_around(det, frame, [Box(302, 202, 40, 40)])
+    assert close(got, (300, 200, 40, 40), tol=0)
+    (got,) = detect_around(det, frame, [Box(358, 198, 24, 24)])
+    assert close(got, (360, 200, 20, 20), tol=0)
+    # the face moved a half-width: IoU with the old box 1/3 (> 0.1), still that face;
+    # moved seven-eighths: IoU 0.07, taken for another face, so this one was lost
+    (got,) = detect_around(det, frame_with((320, 200, 40, 40)), [Box(300, 200, 40, 40)])
+    assert close(got, (320, 200, 40, 40), tol=0)
+    (lost,) = detect_around(det, frame_with((335, 200, 40, 40)), [Box(300, 200, 40, 40)])
+    assert lost is None
+    # only a face that does not overlap the old box at all: the face was lost (None)
+    (lost,) = detect_around(det, frame_with((340, 200, 20, 20)), [Box(300, 200, 30, 30)])
+    assert lost is None
+    (lost,) = detect_around(det, frame_with(), [Box(300, 200, 40, 40)])
+    assert lost is None
+
+
+def test_one_result_per_tracked_face_in_order_or_none_when_a_whole_pass_is_cheaper():
+    det = BrightSquares()
+    faces = [(40, 40, 40, 40), (500, 300, 60, 60)]
+    got = detect_around(det, frame_with(*faces), [Box(*f) for f in faces])
+    assert [close(g, f, tol=0) for g, f in zip(got, faces)] == [True, True]
+    # 96-px squares: 320 x 240 = 76,800 copy px; 8 squares are 73,728 (searched), 9 are
+    # 82,944 (one whole-frame pass is cheaper: None, and the detector is not called)
+    det.seen.clear()
+    eight = [Box(40 * i, 0, 40, 40) for i in range(8)]
+    assert len(detect_around(det, frame_with(), eight)) == 8 and len(det.seen) == 8
+    det.seen.clear()
+    assert detect_around(det, frame_with(), eight + [Box(0, 100, 40, 40)]) is None
+    assert det.seen == []
+    # squares exactly as large as the copy together: already not cheaper (160-px squares)
+    three = [Box(40 * i, 0, 40, 40) for i in range(3)]
+    assert detect_around(det, frame_with(), three, size=160) is None
+    assert len(detect_around(det, frame_with(), three[:2], size=160)) == 2
+
+
+@pytest.mark.parametrize("grey", [False, True])
+def test_a_frame_with_a_small_copy_is_searched_in_that_copy(grey):
+    """picamera2's lores stream: the copy comes with the frame (small_scale = its width /
+    the frame's), and boxes map back through it."""
+    big = frame_with((400, 240, 200, 200), size=(720, 1280))
+    small = cv2.resize(big.image, (320, 180), interpolation=cv2.INTER_AREA)
+    small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if grey else small
+    frame = Frame(big.image, 0, 0.0, small=small, small_scale=0.25)
+    det = BrightSquares()
+    (got,) = detect_around(det, frame, [Box(400, 240, 200, 200)])
+    assert close(got, (400, 240, 200, 200), tol=4)
+    assert det.seen[0].shape[:2] == (96, 96) and (det.seen[0].ndim == 2) == grey
