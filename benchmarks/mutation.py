@@ -45,11 +45,14 @@ FAST_TESTS = ("tests", "-m", "not slow")
 # Files and folders of the checkout the tests read besides the code (linked into the stage)
 READ_BY_TESTS = ("README.md", "docs", "Makefile", ".ci", "LICENSE")
 # Tests that cannot run in the stage: one starts Python without site-packages (-S), where the
-# mutants' `import mutmut` fails; one asks git about the checkout (the stage has no .git); two
-# take the package's parent folder for the checkout (true only of the editable layout)
+# mutants' `import mutmut` fails; one asks git about the checkout (the stage has no .git); three
+# take the package's parent folder for the checkout (true only of the editable layout; two of
+# them stage a mutation run of their own)
 DESELECT = (
     "tests/test_benchmarks.py::"
     "test_make_mutation_tests_each_mutant_with_the_fast_tier_as_one_marker_expression",
+    "tests/test_benchmarks.py::"
+    "test_tests_that_run_the_program_in_a_subprocess_count_for_its_mutants",
     "tests/test_deploy_make.py::test_emulated_pi_tool_runs_on_a_python_without_the_package",
     "tests/test_first_hour.py::test_the_default_keras_source_is_one_path_everywhere",
     "tests/test_readme.py::test_every_renderer_has_a_block_and_every_block_a_renderer",

@@ -689,3 +689,87 @@ def test_a_sink_in_this_process_logs_in_publishes_changes_and_leaves_its_will(tm
                        ca_file=str(tmp_path / "no-ca.pem"))  # fmt: skip
     with pytest.raises(ConfigError, match=f"^--mqtt-ca-file {tmp_path / 'no-ca.pem'}: not usable"):
         MqttSink(bad, labels)
+
+
+def test_an_outage_in_this_process_is_one_line_each_way_and_the_newest_states_arrive(
+    tmp_path, caplog
+):
+    """MqttSink in this process through a broker outage: connected is one line; the loss is
+    one warning however often paho retries; the frame loop goes on while the queue (3 here)
+    keeps the newest states and counts the rest; the reconnect line says how long and how many
+    were dropped; then "online" again, the newest states in order (the last one the last label
+    written), and at the end a closing summary, "offline" and the count for the whole run."""
+    import logging
+    import re
+
+    import numpy as np
+    from fer_edge.edge.mqtt import MqttSettings, MqttSink
+    from fer_edge.edge.types import Box, Face, Frame, FrameResult
+
+    labels = ("neutral", "happy", "sad")
+    image = np.zeros((8, 8, 3), np.uint8)
+
+    def result(t: float, label: int) -> FrameResult:
+        p = np.full(3, 0.1, np.float32)
+        p[label] = 0.8
+        return FrameResult(Frame(image, int(t * 10), t), (Face(Box(0, 0, 4, 4), 1, p, p),), {})
+
+    caplog.set_level(logging.INFO, logger="fer_edge.edge.mqtt")
+    port = free_port()
+    b = Broker(tmp_path, [f"listener {port} 127.0.0.1", "allow_anonymous true",
+                          *kept_for_later(tmp_path)], port)  # fmt: skip
+    b.start()
+    where = f"mqtt://127.0.0.1:{port}"
+    settings = MqttSettings(host="127.0.0.1", port=port, tls=False, topic=PREFIX, queue=3,
+                            min_dwell=0.0, summary_every=1e6, client_id="outage-test")  # fmt: skip
+    sub = Subscriber(port, session="ha-like")  # its session outlives the broker's restart
+    sink = MqttSink(settings, labels)
+    try:
+        wait_for(lambda: sub.on(f"{PREFIX}/status") == [b"online"], 10, "online")
+        sink.write(result(0.0, 1))
+        wait_for(lambda: sub.json_on(f"{PREFIX}/state"), 10, "the first state")
+        b.stop()
+        wait_for(lambda: "lost the connection" in caplog.text, 10, "the outage line")
+        outage = [2, 0, 2, 1, 0, 2]  # six changes: the queue keeps the last three
+        for i, label in enumerate(outage, start=1):
+            assert sink.write(result(i / 10, label)) is True
+        assert sink.dropped == 3
+        time.sleep(2.5)  # paho retries (and fails) meanwhile
+        b.start()
+        wait_for(lambda: len(sub.json_on(f"{PREFIX}/state")) >= 4, 30, "the queued states")
+        wait_for(lambda: sub.on(f"{PREFIX}/status")[-1:] == [b"online"], 10, "online again")
+    finally:
+        sink.close(flush_seconds=2.0)
+        time.sleep(0.5)
+        sub.close()
+        b.stop()
+    states = sub.json_on(f"{PREFIX}/state")
+    assert [(s["label"], s["previous"], s["frame"]) for s in states] == [
+        ("happy", None, 0), ("happy", "sad", 4), ("neutral", "happy", 5), ("sad", "neutral", 6)
+    ]  # fmt: skip
+    assert states[-1]["label"] == labels[outage[-1]]
+    # online; offline while the broker was away (its will, which the broker also hands the
+    # returning subscriber); online again after the reconnect; offline from close()
+    statuses = [s for i, s in enumerate(sub.on(f"{PREFIX}/status"))
+                if i == 0 or s != sub.on(f"{PREFIX}/status")[i - 1]]  # fmt: skip
+    assert statuses == [b"online", b"offline", b"online", b"offline"]
+    closing = sub.json_on(f"{PREFIX}/summary")[-1]
+    assert (closing["frame"], closing["dropped"], closing["dominant"]) == (6, 3, "sad")
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines[0] == ("INFO", f"MQTT: publishing to {where} under {PREFIX}/")
+    assert lines[1] == ("INFO", f"MQTT: connected to {where}")
+    warnings = [m for level, m in lines if level == "WARNING"]
+    assert len(warnings) == 2, lines  # the outage (once) and the run's count at the end
+    assert re.fullmatch(
+        rf"MQTT: {re.escape(where)}: lost the connection \(.+\); the camera and events go on, "
+        r"messages queue \(at most 3, then the oldest are dropped\) while reconnecting with "
+        r"backoff",
+        warnings[0],
+    ), warnings[0]
+    back = [m for level, m in lines if "again after" in m]
+    assert len(back) == 1 and re.fullmatch(
+        rf"MQTT: connected to {re.escape(where)} again after ([3-9]|[12]\d) s; "
+        r"3 messages dropped meanwhile \(3 in all\)",
+        back[0],
+    ), back
+    assert warnings[1] == "MQTT: 3 messages were dropped in this run"
