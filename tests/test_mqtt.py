@@ -773,3 +773,121 @@ def test_an_outage_in_this_process_is_one_line_each_way_and_the_newest_states_ar
         back[0],
     ), back
     assert warnings[1] == "MQTT: 3 messages were dropped in this run"
+
+
+def in_process_result(t: float, label: int, track: int = 1, index: int | None = None):
+    """One frame with one face whose label is `label` (of three), for MqttSink in-process."""
+    import numpy as np
+    from fer_edge.edge.types import Box, Face, Frame, FrameResult
+
+    p = np.full(3, 0.1, np.float32)
+    p[label] = 0.8
+    index = int(round(t * 10)) if index is None else index
+    frame = Frame(np.zeros((8, 8, 3), np.uint8), index, t)
+    return FrameResult(frame, (Face(Box(0, 0, 4, 4), track, p, p),), {})
+
+
+def test_states_go_out_at_most_max_rate_a_second_after_a_one_second_burst(tmp_path):
+    """--mqtt-max-rate: a burst of ten label changes at 5 a second leaves as about one second's
+    worth (5) at once, then one every 0.2 s; unlimited (0), all ten at once."""
+    from fer_edge.edge.mqtt import MqttSettings, MqttSink
+
+    spans = {}
+    with broker(tmp_path) as b:
+        for rate in (5.0, 0.0):
+            topic = f"{PREFIX}"
+            settings = MqttSettings(host="127.0.0.1", port=b.port, tls=False, topic=topic,
+                                    min_dwell=0.0, summary_every=1e6, max_rate=rate,
+                                    client_id=f"rate-{rate}")  # fmt: skip
+            with subscriber(b.port) as sub, MqttSink(settings, ("neutral", "happy", "sad")) as sink:
+                wait_for(lambda: sub.on(f"{PREFIX}/status")[-1:] == [b"online"], 10, "online")
+                time.sleep(0.3)  # status and discovery are out of the way
+                for i in range(10):
+                    sink.write(in_process_result(i / 10, i % 3))
+                wait_for(lambda: len(sub.on(f"{PREFIX}/state")) == 10, 15, "ten states")
+                times = [at for t, _, _, at in sub.messages if t == f"{PREFIX}/state"]
+                spans[rate] = (times[4] - times[0], times[-1] - times[0])
+                labels = [s["label"] for s in sub.json_on(f"{PREFIX}/state")]
+                assert labels == ["neutral", "happy", "sad"] * 3 + ["neutral"]
+    assert spans[5.0][0] < 0.4, spans  # the first second's worth at once
+    assert 0.8 <= spans[5.0][1] <= 2.5, spans  # then 5 more, 0.2 s apart
+    assert spans[0.0][1] < 0.4, spans
+
+
+def test_summaries_every_summary_every_with_the_frame_rate_and_the_window_shares(
+    tmp_path, caplog
+):
+    """A summary on the first frame (fps 0: nothing to measure yet), then every summary_every
+    seconds of wall time with the frames per second since the last one and the shares of the
+    frames in the window; close() sends one more for the frames since; all retained. A broker
+    that refuses the login is one warning, and the frames go on."""
+    import logging
+
+    from fer_edge.edge.mqtt import MqttSettings, MqttSink
+
+    labels = ("neutral", "happy", "sad")
+    with broker(tmp_path) as b:
+        settings = MqttSettings(host="127.0.0.1", port=b.port, tls=False, topic=PREFIX,
+                                min_dwell=0.0, summary_every=0.5, window=60.0,
+                                client_id="summaries")  # fmt: skip
+        with subscriber(b.port) as sub:
+            with MqttSink(settings, labels) as sink:
+                wait_for(lambda: sub.on(f"{PREFIX}/status") == [b"online"], 10, "online")
+                start = time.monotonic()
+                n = 0
+                while time.monotonic() - start < 1.2:  # 20 frames a second: happy, then sad
+                    sink.write(in_process_result(n / 20, 1 if n < 8 else 2, index=n))
+                    n += 1
+                    time.sleep(0.05)
+                rate = (n - 1) / (time.monotonic() - start)  # frames a second, as written
+            wait_for(lambda: sub.on(f"{PREFIX}/status")[-1:] == [b"offline"], 10, "offline")
+            summaries = sub.json_on(f"{PREFIX}/summary")
+            kept = retained(b.port)
+    first, *middle, closing = summaries
+    assert (first["frame"], first["fps"], first["dominant"], first["share"]["happy"]) == (
+        0, 0.0, "happy", 1.0)  # fmt: skip
+    assert len(middle) == 2, summaries  # at 0.5 s and 1.0 s
+    for s in middle + [closing]:
+        assert abs(s["fps"] - rate) <= 0.25 * rate, (rate, summaries)
+        assert s["faces"] == 1 and s["tracks"] == [1] and s["dropped"] == 0
+        assert s["window_s"] == 60.0
+    assert closing["frame"] == n - 1
+    share = {"neutral": 0.0, "happy": round(8 / n, 4), "sad": round(1 - 8 / n, 4)}
+    assert closing["share"] == share
+    assert closing["dominant"] == "sad"
+    assert json.loads(kept[f"{PREFIX}/summary"]) == closing
+
+    caplog.set_level(logging.WARNING, logger="fer_edge.edge.mqtt")
+    pw = tmp_path / "passwd"
+    passwd = system_tool("mosquitto_passwd", package="mosquitto")
+    subprocess.run([passwd, "-b", "-c", str(pw), "fer", "s3cret"], check=True)
+    with broker(tmp_path, [f"password_file {pw}"], anonymous=False) as b:
+        wrong = MqttSettings(host="127.0.0.1", port=b.port, tls=False, topic=PREFIX,
+                             username="fer", password="wrong", queue=2, min_dwell=0.0,
+                             client_id="refused")  # fmt: skip
+        with MqttSink(wrong, labels) as sink:
+            wait_for(lambda: "refused" in caplog.text, 10, "the refusal")
+            for i in range(4):
+                assert sink.write(in_process_result(i / 10, i % 3)) is True
+            time.sleep(2.5)  # paho retries and is refused again
+    where = f"mqtt://127.0.0.1:{b.port}"
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings[0].startswith(f"MQTT: {where}: the broker refused the connection (Not auth")
+    # nothing was sent: 4 states and 2 summaries (the first frame's, the closing one), of
+    # which the queue of 2 held the last two until close() gave up on them
+    assert warnings[1:] == ["MQTT: 6 messages were dropped in this run"]
+
+
+def test_the_sink_forgets_tracks_beyond_256(tmp_path):
+    """A camera that runs for weeks sees thousands of tracks; the label memory keeps at most
+    256 (then only the faces in view), so a face seen again long after is announced afresh."""
+    from fer_edge.edge.mqtt import MqttSettings, MqttSink
+
+    settings = MqttSettings(host="127.0.0.1", port=free_port(), tls=False, topic=PREFIX,
+                            min_dwell=0.0, summary_every=1e6, client_id="forget")  # fmt: skip
+    with MqttSink(settings, ("neutral", "happy", "sad")) as sink:
+        for track in range(256):
+            sink.write(in_process_result(track / 10, 1, track=track, index=track))
+        assert len(sink._dwell) == 256
+        sink.write(in_process_result(25.6, 1, track=256, index=256))
+        assert len(sink._dwell) == 1 and sink._dwell.published == {256: "happy"}
