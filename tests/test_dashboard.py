@@ -311,3 +311,64 @@ def test_a_dashboard_in_this_process_serves_state_ticks_and_video_then_closes():
     with Dashboard(DashboardSettings(port=0, host="::1"), ("neutral",), {}) as dash:
         assert dash.url == f"http://[::1]:{dash.port}/"
         assert get(dash.url + "api/state")[0] == 200
+
+
+def test_the_dashboards_http_as_a_client_reads_it(caplog):
+    """The wire, byte for byte where a client depends on it: the log line that gives the
+    address (the token never in it), status, type and length of each answer, the event
+    stream's framing (reconnect delay, a hello, then ticks that keep coming), and request
+    logs with the token blanked."""
+    import http.client
+    import logging
+    import socket
+
+    from fer_edge.edge.dashboard import Dashboard, DashboardSettings
+
+    caplog.set_level(logging.DEBUG, logger="fer_edge.edge.dashboard")
+    with Dashboard(DashboardSettings(port=0), ("neutral", "happy"), {"model": "m"}) as dash:
+        assert f"dashboard at http://127.0.0.1:{dash.port}/" in [
+            r.getMessage() for r in caplog.records
+        ]  # fmt: skip
+        conn = http.client.HTTPConnection("127.0.0.1", dash.port, timeout=5)
+        conn.request("GET", "/api/state")
+        r = conn.getresponse()
+        body = r.read()
+        assert (r.status, r.getheader("Content-Type")) == (200, "application/json")
+        assert r.getheader("Server").split() == ["fer-edge"]  # no Python version given away
+        assert r.getheader("Content-Length") == str(len(body)) and b", " not in body
+        conn.request("GET", "/nothing-here")
+        r = conn.getresponse()
+        assert (r.status, r.read()) == (404, b"not found\n")
+        assert r.getheader("Content-Type") == "text/plain; charset=utf-8"
+        assert r.getheader("Content-Length") == "10"
+        conn.close()
+
+        with socket.create_connection(("127.0.0.1", dash.port), timeout=10) as s:
+            s.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            data = b""
+            while data.count(b"event: tick\ndata: ") < 3:
+                chunk = s.recv(65536)
+                assert chunk, data
+                data += chunk
+        head, _, stream = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 200 ") and b"Content-Type: text/event-stream" in head
+        assert stream.startswith(b"retry: 2000\nevent: hello\ndata: {")
+        events = stream.split(b"\n\n")
+        assert json.loads(events[0].split(b"data: ", 1)[1]) == json.loads(dash.hello())
+        ticks = [e for e in events if e.startswith(b"event: tick\ndata: ")]
+        assert len(ticks) >= 3 and all(json.loads(t[18:])["frames"] == 0 for t in ticks)
+
+        with urllib.request.urlopen(dash.url + "video.mjpg", timeout=5) as video:
+            assert video.status == 200
+            assert video.headers["Content-Type"] == "multipart/x-mixed-replace; boundary=frame"
+
+    caplog.clear()
+    settings = DashboardSettings(port=0, token=TOKEN)
+    with Dashboard(settings, ("neutral",), {}) as dash:
+        status, body, headers = get(f"{dash.url}?token={TOKEN}")
+        assert (status, body, headers["Content-Length"]) == (303, b"", "0")
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"dashboard at http://127.0.0.1:{dash.port}/?token=<your token>" in messages
+    requests = [m for m in messages if m.startswith("dashboard 127.0.0.1: ")]
+    assert requests and all(TOKEN not in m for m in messages)
+    assert any('"GET /?token=<token> HTTP/1.1" 303' in m for m in requests), requests
