@@ -2,9 +2,8 @@
 detector's copy is searched, at what size the detector sees it, where its box lands back in
 the frame, which detection wins, and when a whole-frame pass is cheaper.
 
-The detector here is a real one for a simple world: it finds bright squares on black by
-thresholding (cv2.connectedComponentsWithStats) and keeps what it was shown, so the squares
-can be checked exactly. YuNet on the real video is tests/test_latency_levers.py."""
+The detector here is a real one for a simple world (tests/scenes.py: bright squares on black),
+so the squares can be checked exactly. YuNet on the real video is tests/test_latency_levers.py."""
 
 from __future__ import annotations
 
@@ -13,32 +12,7 @@ import numpy as np
 import pytest
 from fer_edge.edge.detectors import detect_around
 from fer_edge.edge.types import Box, Frame
-
-
-class BrightSquares:
-    """Boxes around bright regions; `seen` holds each image it was given."""
-
-    name = "bright"
-    resize = "area"
-
-    def __init__(self, width: int = 320):
-        self.width, self.seen = width, []
-
-    def detect(self, frame, width=None):
-        raise AssertionError("detect_around searches squares, not the whole frame")
-
-    def detect_image(self, image):
-        self.seen.append(image.copy())
-        grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        n, _, stats, _ = cv2.connectedComponentsWithStats((grey > 127).astype(np.uint8))
-        return [Box(int(x), int(y), int(w), int(h), 0.9) for x, y, w, h, _ in stats[1:n]]
-
-
-def frame_with(*boxes, size=(480, 640)):
-    image = np.zeros((*size, 3), np.uint8)
-    for x, y, w, h in boxes:
-        image[y : y + h, x : x + w] = 255
-    return Frame(image, 0, 0.0)
+from scenes import BrightSquares, frame_with
 
 
 def close(a: Box, b: tuple, tol: int = 2) -> bool:
