@@ -16,7 +16,7 @@ from fer_edge.edge.config import (
 
 
 def test_the_packaged_models_are_the_checkouts_models_folder():
-    assert MODELS_DIR == (ROOT / "models").resolve()
+    assert MODELS_DIR.resolve() == (ROOT / "models").resolve()
     assert (MODELS_DIR / config.DEFAULT_MODEL_FILE).is_file()
 
 
