@@ -631,6 +631,46 @@ def test_tests_that_run_the_program_in_a_subprocess_count_for_its_mutants(tmp_pa
     state()._stats.clear()
 
 
+def test_the_report_scores_issue_18s_scope_beside_the_whole_files(tmp_path, monkeypatch):
+    """convert/tflite.py counts only its conversion gate in the scoped score, deploy only its
+    command construction; other modules count whole; both figures are in the report."""
+    from fer_edge.benchmarks import mutation
+
+    assert mutation.function_of("fer_edge.convert.tflite.x_gate_problem__mutmut_3") == (
+        "gate_problem"
+    )
+    assert mutation.function_of("deploy.remote.xǁRemoteǁssh_argv__mutmut_12") == "Remote.ssh_argv"
+    assert mutation.function_of("fer_edge.edge.crop.x_crop_face__mutmut_1") == "crop_face"
+    now = {
+        "fer_edge.convert.tflite.x_gate_problem__mutmut_1": "killed",
+        "fer_edge.convert.tflite.x_gate_problem__mutmut_2": "survived",
+        "fer_edge.convert.tflite.x_convert_variant__mutmut_1": "no tests",  # out of scope
+        "deploy.remote.xǁRemoteǁssh_argv__mutmut_1": "killed",
+        "deploy.remote.xǁRemoteǁstream__mutmut_1": "survived",  # out of scope
+        "deploy.remote.x_changed_files__mutmut_1": "no tests",  # out of scope
+        "fer_edge.edge.crop.x_crop_face__mutmut_1": "killed",
+        "fer_edge.edge.crop.x_crop_face__mutmut_2": "no tests",
+        "fer_edge.edge.crop.x_crop_face__mutmut_3": "not checked",
+    }
+    (tmp_path / mutation.REASONS_FILE).write_text(
+        json.dumps({"fer_edge.convert.tflite.x_gate_problem__mutmut_2": "equivalent: x"})
+    )
+    monkeypatch.setattr(mutation, "results", lambda stage: now)
+    monkeypatch.setattr(mutation, "diff_of", lambda stage, name: "-x\n+y")
+    got = mutation.report(tmp_path / "stage", tmp_path, 60.0, "run")
+    # whole files: 3 caught of 8 tested; the scope: gate 1 + 1, ssh_argv 1, crop 1 + 1
+    assert (got["killed"], got["tested"], got["score"]) == (3, 8, 0.375)
+    assert {k: got["scope"][k] for k in ("killed", "tested", "judged")} == {
+        "killed": 3, "tested": 5, "judged": 1}  # fmt: skip
+    assert (got["scope"]["score"], got["scope"]["score_judged"]) == (0.6, 0.75)
+    assert got["modules"]["deploy.remote"]["scope"] == {
+        "killed": 1, "timeout": 0, "survived": 0, "other": 0}  # fmt: skip
+    text = (tmp_path / "mutation.md").read_text()
+    assert "Over issue 18's scope (whole files, except only the conversion gate" in text
+    assert "tflite.gate_problem, deploy.remote_from" in text
+    assert "): 75.0% judged, 60.0% raw (3 of 5)." in text
+
+
 def test_a_survivor_that_changes_only_help_text_is_judged_by_the_stated_rule():
     from fer_edge.benchmarks.mutation import judged_by_rule
 
