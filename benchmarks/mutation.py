@@ -382,7 +382,7 @@ def report(
     for name, m in sorted(modules.items()):
         score = f"{m['score']:.1%}" if m["score"] is not None else "-"
         judged_score = f"{m['score_judged']:.1%}" if m["score_judged"] is not None else "-"
-        when = (m.get("created") or "")[:10]
+        when = (m.get("created") or "")[:16].replace("T", " ")
         if m.get("sha") != source_sha(name):
             when += " *stale*"
         lines.append(

@@ -563,7 +563,8 @@ def test_a_mutation_run_of_some_modules_keeps_the_others_figures(tmp_path, monke
     table = (tmp_path / "mutation.md").read_text()
     # tracking: 7 caught of 12; its one judged survivor leaves the judged score's
     # denominator: 7 / (7 + 2 + 2)
-    row = "| fer_edge.edge.tracking | 6 | 1 | 3 (1) | 2 | 0 | 58.3% | 63.6% | 2026-11-30 *stale* |"
+    row = ("| fer_edge.edge.tracking | 6 | 1 | 3 (1) | 2 | 0 | 58.3% | 63.6% "
+           "| 2026-11-30 19:47 *stale* |")  # fmt: skip
     assert row in table
     assert "| fer_edge.edge.crop | 2 | 0 | 1 (0) | 1 | 1 | 50.0% | 50.0% |" in table
     assert (got["judged"], got["score_judged"]) == (1, 0.6)
