@@ -48,6 +48,7 @@ def test_face_count_must_be_a_square(videos, tmp_path):
         build_crowd_video(videos, 5, frames=2, out=tmp_path)
 
 
+@pytest.mark.slow  # a benchmark run end to end (~8 s)
 def test_bench_crowd_mode(int8_model, tmp_path, monkeypatch):
     monkeypatch.setenv("FER_EDGE_CACHE", str(tmp_path / "cache"))
     rc = main(

@@ -184,6 +184,7 @@ def both_rulers(int8_model, archive, tmp_path_factory):
     return proc.stdout, json.loads((out / "r.json").read_text()), out / "figs"
 
 
+@pytest.mark.slow  # a whole eval of both test sets (~15 s): the fast tier's budget
 def test_eval_without_split_reports_both_rulers(both_rulers):
     stdout, result, _ = both_rulers
     private, public = result["private_fer2013"], result["public_ferplus_majority"]
@@ -193,6 +194,7 @@ def test_eval_without_split_reports_both_rulers(both_rulers):
     assert stdout.count("macro_f1=") == 2
 
 
+@pytest.mark.slow  # a whole eval of both test sets (~15 s): the fast tier's budget
 def test_ece_in_the_report_is_the_weighted_gap_of_its_bins(both_rulers):
     for r in both_rulers[1].values():
         if not isinstance(r, dict):
@@ -205,6 +207,7 @@ def test_ece_in_the_report_is_the_weighted_gap_of_its_bins(both_rulers):
         assert sum(b["n"] * b["accuracy"] for b in bins) / r["n"] == pytest.approx(r["accuracy"])
 
 
+@pytest.mark.slow  # a whole eval of both test sets (~15 s): the fast tier's budget
 def test_eval_figures(both_rulers):
     pytest.importorskip("matplotlib")
     names = {p.name for p in both_rulers[2].iterdir()}
