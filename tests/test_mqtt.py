@@ -630,21 +630,13 @@ def test_a_sink_in_this_process_logs_in_publishes_changes_and_leaves_its_will(tm
     retained status is its will, "offline". A CA file it cannot use is one line."""
     import logging
 
-    import numpy as np
     from fer_edge.edge.errors import ConfigError
     from fer_edge.edge.mqtt import MqttSettings, MqttSink
-    from fer_edge.edge.types import Box, Face, Frame, FrameResult
 
     pw = tmp_path / "passwd"
     passwd = system_tool("mosquitto_passwd", package="mosquitto")
     subprocess.run([passwd, "-b", "-c", str(pw), "fer", "s3cret"], check=True)
     labels = ("neutral", "happy", "sad")
-    image = np.zeros((8, 8, 3), np.uint8)
-
-    def result(t: float, label: int) -> FrameResult:
-        p = np.full(3, 0.1, np.float32)
-        p[label] = 0.8
-        return FrameResult(Frame(image, int(t * 10), t), (Face(Box(0, 0, 4, 4), 1, p, p),), {})
 
     caplog.set_level(logging.INFO, logger="fer_edge.edge.mqtt")
     with broker(tmp_path, [f"password_file {pw}"], anonymous=False) as b:
@@ -659,7 +651,7 @@ def test_a_sink_in_this_process_logs_in_publishes_changes_and_leaves_its_will(tm
                 wait_for(lambda: sub.on(f"{PREFIX}/status") == [b"online"], 10, "online")
                 before = time.time()
                 for t, label in ((0.0, 1), (0.1, 1), (0.2, 2)):
-                    sink.write(result(t, label))
+                    sink.write(in_process_result(t, label))
                 wait_for(lambda: len(sub.on(f"{PREFIX}/state")) == 2, 10, "two label changes")
                 states = sub.json_on(f"{PREFIX}/state")
                 assert [(s["label"], s["previous"], s["since"]) for s in states] == [
@@ -702,17 +694,9 @@ def test_an_outage_in_this_process_is_one_line_each_way_and_the_newest_states_ar
     import logging
     import re
 
-    import numpy as np
     from fer_edge.edge.mqtt import MqttSettings, MqttSink
-    from fer_edge.edge.types import Box, Face, Frame, FrameResult
 
     labels = ("neutral", "happy", "sad")
-    image = np.zeros((8, 8, 3), np.uint8)
-
-    def result(t: float, label: int) -> FrameResult:
-        p = np.full(3, 0.1, np.float32)
-        p[label] = 0.8
-        return FrameResult(Frame(image, int(t * 10), t), (Face(Box(0, 0, 4, 4), 1, p, p),), {})
 
     caplog.set_level(logging.INFO, logger="fer_edge.edge.mqtt")
     port = free_port()
@@ -726,13 +710,13 @@ def test_an_outage_in_this_process_is_one_line_each_way_and_the_newest_states_ar
     sink = MqttSink(settings, labels)
     try:
         wait_for(lambda: sub.on(f"{PREFIX}/status") == [b"online"], 10, "online")
-        sink.write(result(0.0, 1))
+        sink.write(in_process_result(0.0, 1))
         wait_for(lambda: sub.json_on(f"{PREFIX}/state"), 10, "the first state")
         b.stop()
         wait_for(lambda: "lost the connection" in caplog.text, 10, "the outage line")
         outage = [2, 0, 2, 1, 0, 2]  # six changes: the queue keeps the last three
         for i, label in enumerate(outage, start=1):
-            assert sink.write(result(i / 10, label)) is True
+            assert sink.write(in_process_result(i / 10, label)) is True
         assert sink.dropped == 3
         time.sleep(1.5)  # paho retries (and fails) meanwhile: its first retry is after 1 s
         b.start()
