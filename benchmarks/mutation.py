@@ -260,6 +260,11 @@ def source_sha(module: str) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else ""
 
 
+def score(caught: int, counted: int) -> float | None:
+    """caught / counted to four places; None when nothing was counted."""
+    return round(caught / counted, 4) if counted else None
+
+
 def report(
     stage_dir: Path, out: Path, wall_seconds: float | None = None, command: str = ""
 ) -> dict:
@@ -318,9 +323,8 @@ def report(
     for name, m in modules.items():
         m["judged"] = sum(1 for s in survivors if s["module"] == name and s["reason"])
         caught, missed = m["killed"] + m["timeout"], m["survived"] + m["other"]
-        m["score"] = round(caught / (caught + missed), 4) if caught + missed else None
-        left = missed - m["judged"]
-        m["score_judged"] = round(caught / (caught + left), 4) if caught + left else None
+        m["score"] = score(caught, caught + missed)
+        m["score_judged"] = score(caught, caught + missed - m["judged"])
     killed = sum(m["killed"] + m["timeout"] for m in modules.values())
     tested = killed + sum(m["survived"] + m["other"] for m in modules.values())
     judged = sum(m["judged"] for m in modules.values())
@@ -334,15 +338,15 @@ def report(
         "killed": s_caught,
         "tested": s_tested,
         "judged": s_judged,
-        "score": round(s_caught / s_tested, 4) if s_tested else None,
-        "score_judged": round(s_caught / (s_tested - s_judged), 4) if s_tested > s_judged else None,
+        "score": score(s_caught, s_tested),
+        "score_judged": score(s_caught, s_tested - s_judged),
     }
     result = {
         "created": created,
         "wall_seconds": wall_seconds,
         "command": command,
-        "score": round(killed / tested, 4) if tested else None,
-        "score_judged": round(killed / (tested - judged), 4) if tested > judged else None,
+        "score": score(killed, tested),
+        "score_judged": score(killed, tested - judged),
         "killed": killed,
         "tested": tested,
         "judged": judged,
@@ -380,14 +384,14 @@ def report(
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in sorted(modules.items()):
-        score = f"{m['score']:.1%}" if m["score"] is not None else "-"
+        raw = f"{m['score']:.1%}" if m["score"] is not None else "-"
         judged_score = f"{m['score_judged']:.1%}" if m["score_judged"] is not None else "-"
         when = (m.get("created") or "")[:16].replace("T", " ")
         if m.get("sha") != source_sha(name):
             when += " *stale*"
         lines.append(
             f"| {name} | {m['killed']} | {m['timeout']} | {m['survived']} ({m['judged']}) "
-            f"| {m['other']} | {m.get('not_run', 0)} | {score} | {judged_score} | {when} |"
+            f"| {m['other']} | {m.get('not_run', 0)} | {raw} | {judged_score} | {when} |"
         )
     lines += ["", "## Surviving mutants", ""]
     for s in survivors:
