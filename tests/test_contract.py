@@ -7,6 +7,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+from conftest import MODELS
 from fer_edge.edge.classifier import Classifier
 from fer_edge.edge.contract import Contract, read_contract, write_contract
 from fer_edge.edge.crop import crop_face, square_box
@@ -134,6 +135,25 @@ def test_crop_rule_squares_adds_margin_and_pads_at_the_border():
     np.testing.assert_array_equal(
         crop_face(bgr, (50, 20, 40, 60), c), crop_face(img, (50, 20, 40, 60), c)
     )
+
+
+def test_every_shipped_contract_is_what_write_contract_writes(tmp_path):
+    """The contracts in models/ are reviewed in git diffs: written with sorted keys, indented
+    two spaces, one field per line, ending in a newline; reading one and writing it again
+    changes no byte (a field renamed, dropped or reformatted on the way would)."""
+    shipped = sorted(p for p in MODELS.glob("*.json")
+                     if p.name.endswith((".tflite.json", ".h5.json", ".keras.json")))  # fmt: skip
+    assert len(shipped) >= 4, shipped
+    for sidecar in shipped:
+        model = sidecar.with_suffix("")
+        written = write_contract(tmp_path / model.name, read_contract(model))
+        assert written == tmp_path / sidecar.name
+        assert written.read_text() == sidecar.read_text(), sidecar.name
+    text = (MODELS / "fer_int8.tflite.json").read_text()
+    assert text.startswith('{\n  "') and text.endswith("\n}\n")
+    keys = [line.split('"')[1] for line in text.splitlines()[1:-1] if line.startswith('  "')]
+    assert keys == sorted(keys) and {"labels", "contract_version"} <= set(keys)
+    assert json.loads(text)["contract_version"] == 1
 
 
 def test_sidecar_is_plain_json(int8_model):
