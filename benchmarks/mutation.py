@@ -120,8 +120,8 @@ def stage(stage_dir: Path, modules: list[str], tests: str) -> None:
         shutil.rmtree(stage_dir)
     pkg = stage_dir / "fer_edge"
     pkg.mkdir(parents=True)
-    for f in (ROOT / "fer_edge").glob("*.py"):
-        shutil.copy2(f, pkg / f.name)
+    for src in (ROOT / "fer_edge").glob("*.py"):
+        shutil.copy2(src, pkg / src.name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for d in PACKAGE_DIRS:
         if (ROOT / d).is_dir():
@@ -176,6 +176,51 @@ def stage(stage_dir: Path, modules: list[str], tests: str) -> None:
         f"pytest_add_cli_args_test_selection = {json.dumps(shlex.split(tests))}\n"
     )
     (stage_dir / "pyproject.toml").write_text(text)
+
+
+def refresh(stage_dir: Path, modules: list[str]) -> None:
+    """The checkout's tests and unmutated package code into a kept stage (for --again), after
+    making sure the mutated modules' sources are still the stage's: their mutants would be
+    of code that is no longer ours."""
+
+    def same(m: str) -> bool:
+        staged = stage_dir / installed_name(m)
+        return staged.is_file() and staged.read_bytes() == (ROOT / m).read_bytes()
+
+    changed = [m for m in modules if not same(m)]
+    if changed:
+        raise SystemExit(f"mutation: {', '.join(changed)} changed since {stage_dir} was staged; "
+                         "run without --resume/--again to stage again")  # fmt: skip
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for where in (stage_dir / "tests", stage_dir / "mutants" / "tests"):
+        if where.is_dir():
+            shutil.rmtree(where)
+        shutil.copytree(ROOT / "tests", where, ignore=ignore)
+        with open(where / "conftest.py", "a") as f:
+            f.write(CONFTEST_HOOK)
+    mutated = {installed_name(m) for m in modules}
+    for pkg in (stage_dir / "fer_edge", stage_dir / "mutants" / "fer_edge"):
+        for src in (ROOT / "fer_edge").glob("*.py"):
+            shutil.copy2(src, pkg / src.name)
+        for d in PACKAGE_DIRS:
+            for src in (ROOT / d).glob("*.py") if (pkg / d).is_dir() else ():
+                if f"fer_edge/{d}/{src.name}" not in mutated:
+                    shutil.copy2(src, pkg / d / src.name)
+
+
+def again(status: dict[str, str], specs: list[str]) -> list[str]:
+    """The mutants to test again: MODULE (all its mutants) or MODULE:missed (its survivors and
+    the ones no test reached), MODULE as the report names it (fer_edge.edge.crop)."""
+    names: set[str] = set()
+    for spec in specs:
+        module, _, which = spec.partition(":")
+        if which not in ("", "missed"):
+            raise SystemExit(f"mutation: --again {spec}: give MODULE or MODULE:missed")
+        found = [n for n in status if module_of(n) == module]
+        if not found:
+            raise SystemExit(f"mutation: --again {spec}: no mutants of {module} in the stage")
+        names.update(n for n in found if not which or status[n] not in ("killed", "timeout"))
+    return sorted(names)
 
 
 def results(stage_dir: Path) -> dict[str, str]:
@@ -415,6 +460,14 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="go on with the run in --stage (mutmut keeps each mutant's result)",
     )
+    run.add_argument(
+        "--again",
+        action="append",
+        default=[],
+        metavar="MODULE[:missed]",
+        help="with --resume: take the checkout's tests into the stage and test this module's "
+        "mutants again (all, or :missed for its survivors and unreached ones); repeatable",
+    )
     rep = sub.add_parser("report", help="the report of a finished run")
     rep.add_argument("stage")
     rep.add_argument("out")
@@ -445,11 +498,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     stage_dir = Path(args.stage)
     modules = [m.strip() for m in args.modules.split(",") if m.strip()]
-    if not (args.resume and (stage_dir / "mutants").is_dir()):
+    names: list[str] = []
+    if args.again:
+        if not (args.resume and (stage_dir / "mutants").is_dir()):
+            raise SystemExit(f"mutation: --again needs --resume and a kept stage ({stage_dir})")
+        refresh(stage_dir, modules)
+        names = again(results(stage_dir), args.again)
+    elif not (args.resume and (stage_dir / "mutants").is_dir()):
         stage(stage_dir, modules, args.tests)
     t0 = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs)],
+        [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs), *names],
         cwd=stage_dir,
         env=mutation_env(stage_dir),
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -630,6 +631,57 @@ def test_tests_that_run_the_program_in_a_subprocess_count_for_its_mutants(tmp_pa
                               "fer_edge.edge.sinks.x_face_event"}  # fmt: skip
     assert list((stage / "hits" / "log").iterdir()) == []
     state()._stats.clear()
+
+
+def test_again_tests_chosen_modules_of_a_kept_stage_with_the_checkouts_tests(tmp_path):
+    """--again: all of a module's mutants, or only those not caught (survived, unreached);
+    the stage's tests (with the hook) and unmutated code become the checkout's, the mutated
+    module's stays; a stage whose mutated source is no longer the checkout's is refused."""
+    from fer_edge.benchmarks import mutation
+
+    status = {
+        "fer_edge.edge.crop.x_crop_face__mutmut_1": "killed",
+        "fer_edge.edge.crop.x_crop_face__mutmut_2": "survived",
+        "fer_edge.edge.crop.x_square_box__mutmut_1": "no tests",
+        "fer_edge.edge.crop.x_square_box__mutmut_2": "timeout",
+        "fer_edge.edge.cropper.x_f__mutmut_1": "survived",  # another module, a longer name
+        "deploy.remote.xǁRemoteǁssh_argv__mutmut_1": "killed",
+        "deploy.remote.xǁRemoteǁssh_argv__mutmut_2": "not checked",
+    }
+    assert mutation.again(status, ["fer_edge.edge.crop:missed"]) == [
+        "fer_edge.edge.crop.x_crop_face__mutmut_2", "fer_edge.edge.crop.x_square_box__mutmut_1"]
+    assert mutation.again(status, ["deploy.remote", "fer_edge.edge.crop:missed"]) == [
+        "deploy.remote.xǁRemoteǁssh_argv__mutmut_1", "deploy.remote.xǁRemoteǁssh_argv__mutmut_2",
+        "fer_edge.edge.crop.x_crop_face__mutmut_2", "fer_edge.edge.crop.x_square_box__mutmut_1"]
+    for bad, said in (("fer_edge.edge.crop:all", "give MODULE or MODULE:missed"),
+                      ("edge/crop.py", "no mutants of edge/crop.py in the stage")):
+        with pytest.raises(SystemExit, match=f"^mutation: --again {bad}: {said}"):
+            mutation.again(status, [bad])
+
+    stage = tmp_path / "repo"
+    mutation.stage(stage, ["edge/config.py"], "tests")
+    for where in (stage / "tests", stage / "mutants" / "tests"):  # as mutmut leaves them
+        if not where.exists():
+            shutil.copytree(stage / "tests", where)
+        (where / "test_old.py").write_text("def test_gone(): pass\n")
+    (stage / "mutants" / "fer_edge" / "benchmarks").mkdir(parents=True)
+    (stage / "fer_edge" / "benchmarks" / "mutation.py").write_text("# older\n")
+    (stage / "fer_edge" / "edge" / "crop.py").write_text("# older, not mutated\n")
+    mutated = stage / "fer_edge" / "edge" / "config.py"
+    mutation.refresh(stage, ["edge/config.py"])
+    for where in (stage / "tests", stage / "mutants" / "tests"):
+        assert not (where / "test_old.py").exists()
+        conftest = (where / "conftest.py").read_text()
+        assert conftest == (mutation.ROOT / "tests" / "conftest.py").read_text() + (
+            mutation.CONFTEST_HOOK)
+    for pkg in (stage / "fer_edge", stage / "mutants" / "fer_edge"):
+        assert (pkg / "benchmarks" / "mutation.py").read_bytes() == (
+            mutation.ROOT / "benchmarks" / "mutation.py").read_bytes()
+    assert (stage / "fer_edge" / "edge" / "crop.py").read_bytes() == (
+        mutation.ROOT / "edge" / "crop.py").read_bytes()
+    mutated.write_text("# the checkout moved on\n")
+    with pytest.raises(SystemExit, match="^mutation: edge/config.py changed since .* staged;"):
+        mutation.refresh(stage, ["edge/config.py"])
 
 
 def test_the_report_scores_issue_18s_scope_beside_the_whole_files(tmp_path, monkeypatch):
