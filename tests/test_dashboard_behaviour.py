@@ -63,13 +63,15 @@ def test_ticks_come_at_the_push_rate_each_once(dash):
     """A second and a half of /events: a hello, then one tick per PUSH_EVERY (0.5 s), not a
     stream of repeats of the newest one."""
     dash.write(result(0))
-    got, t0 = [], time.monotonic()
+    got, comments, t0 = [], 0, time.monotonic()
     with urllib.request.urlopen(dash.url + "events", timeout=5) as r:
         for raw in r:
             if raw.startswith(b"event: "):
                 got.append(raw.strip().split(b" ", 1)[1])
+            comments += raw.startswith(b":")  # a keep-alive: only after 15 s without a tick
             if time.monotonic() - t0 > 1.5:
                 break
+    assert comments == 0
     assert got[0] == b"hello"
     ticks = got[1:]
     assert set(ticks) == {b"tick"}
