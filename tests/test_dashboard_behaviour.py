@@ -68,6 +68,8 @@ def test_ticks_come_at_the_push_rate_each_once(dash):
         for raw in r:
             if raw.startswith(b"event: "):
                 got.append(raw.strip().split(b" ", 1)[1])
+            elif raw.startswith(b"data: ") and got[-1] == b"tick":  # compact JSON, 2 per second
+                assert b": " not in raw[6:] and b", " not in raw and json.loads(raw[6:])
             comments += raw.startswith(b":")  # a keep-alive: only after 15 s without a tick
             if time.monotonic() - t0 > 1.5:
                 break
