@@ -225,3 +225,104 @@ def test_votes_files_that_cannot_be_read_are_one_line_naming_the_file(tmp_path, 
     monkeypatch.setenv("FERPLUS", str(tmp_path / "gone.csv"))
     with pytest.raises(DataError, match=f"^{tmp_path / 'gone.csv'}: FER[+] votes file not found"):
         load_votes()
+
+
+def tiny_fer():
+    """Four 2x2 faces: train/happy, train/fear, public (PublicTest) sad, private angry."""
+    from fer_edge.evaluation.data import Fer2013
+
+    names = np.array(["train/happy/a.jpg", "train/fear/b.jpg", "test/sad/PublicTest_c.jpg",
+                      "test/angry/PrivateTest_d.jpg"])  # fmt: skip
+    labels = np.array([FER2013_CLASSES.index(c) for c in ("happy", "fear", "sad", "angry")])
+    return Fer2013(np.arange(16, dtype=np.uint8).reshape(4, 2, 2), labels.astype(np.int8),
+                   np.array([0, 0, 1, 2], np.uint8), names, "tiny", "0")  # fmt: skip
+
+
+def votes_csv(path, rows: dict[str, list[int]]):
+    lines = ["path," + ",".join(VOTE_COLUMNS)]
+    lines += [f"{name}," + ",".join(map(str, v)) for name, v in rows.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_rules_at_their_edges_by_hand():
+    """A single vote is a plurality of one; a face nobody voted on is neither a majority nor
+    kept, and comes back as zeros, not NaN; one vote in ours of one cast is kept whole."""
+    from fer_edge.evaluation.ferplus import with_folder_votes
+
+    cols = {c: i for i, c in enumerate(VOTE_COLUMNS)}
+    rows = np.zeros((3, 10), np.float32)
+    rows[0, cols["anger"]] = 1  # one vote, for angry
+    rows[2, [cols["sadness"], cols["contempt"]]] = (1, 1)  # half of two votes in ours
+    assert majority(rows, DEFAULT_LABELS).tolist() == [3, -1, -1]
+    dist, keep = soft(rows, DEFAULT_LABELS)
+    assert keep.tolist() == [True, False, True]
+    np.testing.assert_array_equal(dist, [[0, 0, 0, 1, 0], [0, 0, 0, 0, 0], [0, 0, 1, 0, 0]])
+    folder = np.array([FER2013_CLASSES.index(c) for c in ("fear", "fear", "disgust")])
+    for _ in range(3):  # memory freed just before holds 7s: rows without votes must not
+        junk = [np.full((3, 5), 7.0) for _ in range(16)]  # (numpy reuses small blocks)
+        del junk
+        got = with_folder_votes(rows, folder, DEFAULT_LABELS, 2.0)
+        np.testing.assert_array_equal(got, [[0, 0, 0, 1, 0], [0, 0, 0, 0, 0], [0, 0, 1, 0, 0]])
+
+
+def test_split_targets_by_hand(tmp_path, monkeypatch):
+    """Each rule on four hand-made faces, the votes file from $FERPLUS when none is given, the
+    folder label's weight 0 unless asked, and the one-line error for a split without votes."""
+    from fer_edge.edge.errors import DataError
+    from fer_edge.evaluation.ferplus import HINT
+
+    fer = tiny_fer()
+    path = votes_csv(tmp_path / "v.csv", {
+        "train/happy/a.jpg": [2, 8, 0, 0, 0, 0, 0, 0, 0, 0],
+        "train/fear/b.jpg": [0, 0, 3, 0, 0, 0, 7, 0, 0, 0],  # mostly fear: not ours
+        "test/sad/PublicTest_c.jpg": [5, 0, 0, 5, 0, 0, 0, 0, 0, 0],  # a tie
+    })  # fmt: skip
+    monkeypatch.setenv("FERPLUS", str(path))
+    x, t, idx = split_targets(fer, "train", DEFAULT_LABELS, "fer2013")
+    assert idx.tolist() == [0] and t.tolist() == [[0, 1, 0, 0, 0]]
+    assert x.tolist() == [[[0, 1], [2, 3]]]
+    x, t, idx = split_targets(fer, "test", DEFAULT_LABELS, "fer2013")
+    assert idx.tolist() == [2, 3] and t.argmax(1).tolist() == [2, 3]
+    _, t, idx = split_targets(fer, "train", DEFAULT_LABELS, "ferplus-soft")  # votes: $FERPLUS
+    assert idx.tolist() == [0]
+    np.testing.assert_allclose(t, [[0.2, 0.8, 0, 0, 0]])
+    _, t0, idx0 = split_targets(fer, "train", DEFAULT_LABELS, "ferplus-fer2013")
+    assert idx0.tolist() == [0]
+    np.testing.assert_allclose(t0, t)  # no folder votes unless asked
+    _, t2, _ = split_targets(fer, "train", DEFAULT_LABELS, "ferplus-fer2013", fer2013_votes=10)
+    np.testing.assert_allclose(t2, [[0.1, 0.9, 0, 0, 0]])
+    _, t, idx = split_targets(fer, "public", DEFAULT_LABELS, "ferplus-majority")
+    assert idx.tolist() == [] and t.shape == (0, 5)  # the tie has no majority
+    with pytest.raises(DataError) as exc:
+        split_targets(fer, "private", DEFAULT_LABELS, "ferplus-soft")
+    assert str(exc.value) == (f"{path}: no FER+ votes match the private images of tiny; {HINT}"
+                              " (PrivateTest votes are withheld on purpose)")  # fmt: skip
+    only_private = votes_csv(tmp_path / "p.csv", {"test/angry/PrivateTest_d.jpg": [0] * 4 + [9]
+                                                  + [0] * 5})  # fmt: skip
+    with pytest.raises(DataError) as exc:
+        split_targets(fer, "public", DEFAULT_LABELS, "ferplus-soft", load_votes(only_private))
+    said = f"{only_private}: no FER+ votes match the public images of tiny; {HINT}"
+    assert str(exc.value) == said
+
+
+def test_fer2013new_rows_without_an_image_name_have_no_votes(tmp_path):
+    """FER+'s own fer2013new.csv leaves the name empty for the faces it dropped: those rows
+    carry no votes, and the others are keyed by their line in fer2013.csv."""
+    new = tmp_path / "fer2013new.csv"
+    new.write_text("Usage,Image name," + ",".join(VOTE_COLUMNS) + "\n"
+                   "Training,fer0000000.png,4,0,0,1,0,0,0,0,0,0\n"
+                   "Training,,0,0,0,0,0,0,0,0,0,10\n"
+                   "PublicTest,fer0000002.png,0,9,0,0,0,0,0,0,1,0\n")  # fmt: skip
+    votes = load_votes(new)
+    assert sorted(votes.counts) == ["line 2", "line 4"]
+    assert votes.counts["line 4"].tolist() == [0, 9, 0, 0, 0, 0, 0, 0, 1, 0]
+
+
+def test_a_missing_votes_file_says_how_to_give_one(tmp_path):
+    from fer_edge.edge.errors import DataError
+    from fer_edge.evaluation.ferplus import HINT
+
+    with pytest.raises(DataError) as exc:
+        load_votes(tmp_path / "gone.csv")
+    assert str(exc.value) == f"{tmp_path / 'gone.csv'}: FER+ votes file not found; {HINT}"
