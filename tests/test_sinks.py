@@ -256,6 +256,36 @@ def test_a_viewer_that_leaves_is_let_go():
     stream.close()
 
 
+def test_viewers_are_counted_each_and_one_leaving_lets_the_other_watch():
+    """Two viewers count two; when one leaves, the other still counts (the dashboard encodes
+    only while someone watches) and gets the next frames. One who came before any frame waits
+    past the stream's one-second wake-ups and gets the first one."""
+    stream, early, late = MjpegStream(), Client(), Client()
+    first = threading.Thread(target=stream.serve, args=(early,))
+    first.start()
+    time.sleep(1.2)  # no frame yet: the viewer waits on through a wake-up
+    assert first.is_alive() and stream.viewers == 1 and not early.data
+    second = threading.Thread(target=stream.serve, args=(late,))
+    second.start()
+    wait_until(lambda: stream.viewers == 2)
+    stream.publish(np.zeros((8, 8, 3), np.uint8))
+    wait_until(lambda: len(parts(bytes(early.data))) == 1 and len(parts(bytes(late.data))) == 1)
+    late.gone = True
+    stream.publish(np.full((8, 8, 3), 99, np.uint8))
+    second.join(timeout=5)
+    assert not second.is_alive() and stream.viewers == 1
+    wait_until(lambda: len(parts(bytes(early.data))) == 2)
+    stream.close()
+    first.join(timeout=5)
+    assert not first.is_alive() and stream.viewers == 0
+
+
+def test_the_preview_server_says_where_it_is(caplog):
+    caplog.set_level(logging.INFO, logger="fer_edge.edge.sinks")
+    with MjpegServer(0) as server:
+        assert [r.getMessage() for r in caplog.records] == [f"MJPEG preview at {server.url}"]
+
+
 def test_quality_sets_the_jpeg_size():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
