@@ -759,6 +759,99 @@ def test_an_outage_in_this_process_is_one_line_each_way_and_the_newest_states_ar
     assert warnings[1] == "MQTT: 3 messages were dropped in this run"
 
 
+def test_a_broker_down_at_boot_and_again_later_is_counted_per_outage(tmp_path, caplog):
+    """The broker is not there when the run starts: one warning ("cannot connect"), the frame
+    loop goes on, the queue (3) keeps the newest and counts the rest; when it comes, the line
+    says connected "after" (not "again", this is the first time) with that outage's count. A
+    later outage says "again" and counts its own drops beside the run's total."""
+    import logging
+    import re
+
+    from fer_edge.edge.mqtt import MqttSettings, MqttSink
+
+    caplog.set_level(logging.INFO, logger="fer_edge.edge.mqtt")
+    port = free_port()
+    b = Broker(tmp_path, [f"listener {port} 127.0.0.1", "allow_anonymous true"], port)
+    where = f"mqtt://127.0.0.1:{port}"
+    settings = MqttSettings(host="127.0.0.1", port=port, tls=False, topic=PREFIX, queue=3,
+                            min_dwell=0.0, summary_every=1e6, client_id="boot-test")  # fmt: skip
+    sink = MqttSink(settings, ("neutral", "happy", "sad"))
+    try:
+        wait_for(lambda: "cannot connect" in caplog.text, 10, "the boot outage line")
+        for i, label in enumerate([1, 2, 0, 1]):  # a summary and four states: two too many
+            sink.write(in_process_result(i / 10, label))
+        assert sink.dropped == 2
+        b.start()
+        wait_for(lambda: "MQTT: connected to" in caplog.text, 10, "the first connection")
+        b.stop()
+        wait_for(lambda: "lost the connection" in caplog.text, 10, "the second outage")
+        for i, label in enumerate([2, 0, 1, 2, 0], start=4):  # five states: two too many
+            sink.write(in_process_result(i / 10, label))
+        assert sink.dropped == 4
+        b.start()
+        wait_for(lambda: "again after" in caplog.text, 10, "the reconnection")
+    finally:
+        sink.close(flush_seconds=1.0)
+        b.stop()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    tail = ("the camera and events go on, messages queue (at most 3, then the oldest are "
+            "dropped) while reconnecting with backoff")  # fmt: skip
+    assert lines[:2] == [("INFO", f"MQTT: publishing to {where} under {PREFIX}/"),
+                         ("WARNING", f"MQTT: {where}: cannot connect; {tail}")]  # fmt: skip
+    connected = [m for level, m in lines if m.startswith(f"MQTT: connected to {where}")]
+    assert len(connected) == 2, lines
+    assert re.fullmatch(rf"MQTT: connected to {re.escape(where)} after [1-9]\d? s; "
+                        r"2 messages dropped meanwhile \(2 in all\)", connected[0]), connected
+    assert re.fullmatch(rf"MQTT: connected to {re.escape(where)} again after [1-9]\d? s; "
+                        r"2 messages dropped meanwhile \(4 in all\)", connected[1]), connected
+    warnings = [m for level, m in lines if level == "WARNING"]
+    assert len(warnings) == 3 and warnings[1].startswith(f"MQTT: {where}: lost the connection")
+    assert warnings[2] == "MQTT: 4 messages were dropped in this run"
+
+
+def test_a_message_sent_as_the_connection_drops_is_kept_or_counted(tmp_path, caplog):
+    """paho can refuse a publish (no connection) before it has told us the connection went:
+    a QoS 0 message goes back to the front of the queue and is sent once the broker is back;
+    QoS 1 ones stay in paho's own queue (not counted); any other refusal is a dropped message."""
+    import logging
+    from dataclasses import replace
+
+    import paho.mqtt.client as paho
+    from fer_edge.edge.mqtt import MqttSettings, MqttSink
+
+    caplog.set_level(logging.INFO, logger="fer_edge.edge.mqtt")
+    port = free_port()
+    b = Broker(tmp_path, [f"listener {port} 127.0.0.1", "allow_anonymous true"], port)
+    b.start()
+    sub = Subscriber(port)
+    settings = MqttSettings(host="127.0.0.1", port=port, tls=False, topic=PREFIX, queue=3,
+                            min_dwell=0.0, summary_every=1e6, client_id="requeue-test",
+                            qos=0)  # fmt: skip
+    sink = MqttSink(settings, ("neutral", "happy"))
+    try:
+        wait_for(lambda: sub.on(f"{PREFIX}/status") == [b"online"], 10, "online")
+        b.stop()
+        wait_for(lambda: "lost the connection" in caplog.text, 10, "the sink to see the outage")
+        sink._requeue((f"{PREFIX}/late", b"kept", False), paho.MQTT_ERR_NO_CONN)
+        assert sink.dropped == 0
+        sink._requeue((f"{PREFIX}/late", b"refused", False), paho.MQTT_ERR_QUEUE_SIZE)
+        assert sink.dropped == 1
+        sink.settings = replace(settings, qos=1)
+        sink._requeue((f"{PREFIX}/late", b"paho's", False), paho.MQTT_ERR_NO_CONN)
+        sink.settings = settings
+        assert sink.dropped == 1
+        sub.close()
+        b.start()
+        sub = Subscriber(port)
+        wait_for(lambda: sub.on(f"{PREFIX}/late"), 15, "the kept message")
+        time.sleep(0.3)
+        assert sub.on(f"{PREFIX}/late") == [b"kept"]
+    finally:
+        sink.close(flush_seconds=1.0)
+        sub.close()
+        b.stop()
+
+
 def in_process_result(t: float, label: int, track: int = 1, index: int | None = None):
     """One frame with one face whose label is `label` (of three), for MqttSink in-process."""
     import numpy as np
