@@ -47,7 +47,7 @@ READ_BY_TESTS = ("README.md", "docs", "Makefile", ".ci", "LICENSE")
 # Tests that cannot run in the stage: one starts Python without site-packages (-S), where the
 # mutants' `import mutmut` fails; one asks git about the checkout (the stage has no .git); three
 # take the package's parent folder for the checkout (true only of the editable layout; two of
-# them stage a mutation run of their own)
+# them stage a mutation run of their own, as does CI's sample, a slow test)
 DESELECT = (
     "tests/test_benchmarks.py::"
     "test_make_mutation_tests_each_mutant_with_the_fast_tier_as_one_marker_expression",
@@ -56,6 +56,7 @@ DESELECT = (
     "tests/test_deploy_make.py::test_emulated_pi_tool_runs_on_a_python_without_the_package",
     "tests/test_first_hour.py::test_the_default_keras_source_is_one_path_everywhere",
     "tests/test_readme.py::test_every_renderer_has_a_block_and_every_block_a_renderer",
+    "tests/test_benchmarks.py::test_ci_sample_of_make_mutation_the_crop_with_its_tests",
 )
 # Tests that run the program in a subprocess (`fer-edge run ...`, `make deploy ...`) count
 # too: the subprocess finds the mutants through PYTHONPATH (set by `run`) and inherits mutmut's
@@ -210,13 +211,15 @@ def refresh(stage_dir: Path, modules: list[str]) -> None:
 
 def again(status: dict[str, str], specs: list[str]) -> list[str]:
     """The mutants to test again: MODULE (all its mutants) or MODULE:missed (its survivors and
-    the ones no test reached), MODULE as the report names it (fer_edge.edge.crop)."""
+    the ones no test reached), MODULE as the report names it (fer_edge.edge.crop); or one
+    function's, named as mutmut names it (deploy.deploy.x_build_parser)."""
     names: set[str] = set()
     for spec in specs:
         module, _, which = spec.partition(":")
         if which not in ("", "missed"):
             raise SystemExit(f"mutation: --again {spec}: give MODULE or MODULE:missed")
-        found = [n for n in status if module_of(n) == module]
+        found = [n for n in status
+                 if module in (module_of(n), n.rsplit("__mutmut_", 1)[0])]  # fmt: skip
         if not found:
             raise SystemExit(f"mutation: --again {spec}: no mutants of {module} in the stage")
         names.update(n for n in found if not which or status[n] not in ("killed", "timeout"))
@@ -466,7 +469,8 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         metavar="MODULE[:missed]",
         help="with --resume: take the checkout's tests into the stage and test this module's "
-        "mutants again (all, or :missed for its survivors and unreached ones); repeatable",
+        "(or function's, as mutmut names it) mutants again (all, or :missed for its survivors "
+        "and unreached ones); repeatable",
     )
     rep = sub.add_parser("report", help="the report of a finished run")
     rep.add_argument("stage")

@@ -634,7 +634,7 @@ def test_tests_that_run_the_program_in_a_subprocess_count_for_its_mutants(tmp_pa
 
 
 def test_again_tests_chosen_modules_of_a_kept_stage_with_the_checkouts_tests(tmp_path):
-    """--again: all of a module's mutants, or only those not caught (survived, unreached);
+    """--again: all of a module's (or a function's) mutants, or only those not caught;
     the stage's tests (with the hook) and unmutated code become the checkout's, the mutated
     module's stays; a stage whose mutated source is no longer the checkout's is refused."""
     from fer_edge.benchmarks import mutation
@@ -653,6 +653,10 @@ def test_again_tests_chosen_modules_of_a_kept_stage_with_the_checkouts_tests(tmp
     assert mutation.again(status, ["deploy.remote", "fer_edge.edge.crop:missed"]) == [
         "deploy.remote.xǁRemoteǁssh_argv__mutmut_1", "deploy.remote.xǁRemoteǁssh_argv__mutmut_2",
         "fer_edge.edge.crop.x_crop_face__mutmut_2", "fer_edge.edge.crop.x_square_box__mutmut_1"]
+    assert mutation.again(status, ["fer_edge.edge.crop.x_square_box"]) == [
+        "fer_edge.edge.crop.x_square_box__mutmut_1", "fer_edge.edge.crop.x_square_box__mutmut_2"]
+    assert mutation.again(status, ["deploy.remote.xǁRemoteǁssh_argv:missed"]) == [
+        "deploy.remote.xǁRemoteǁssh_argv__mutmut_2"]
     for bad, said in (("fer_edge.edge.crop:all", "give MODULE or MODULE:missed"),
                       ("edge/crop.py", "no mutants of edge/crop.py in the stage")):
         with pytest.raises(SystemExit, match=f"^mutation: --again {bad}: {said}"):
@@ -682,6 +686,31 @@ def test_again_tests_chosen_modules_of_a_kept_stage_with_the_checkouts_tests(tmp
     mutated.write_text("# the checkout moved on\n")
     with pytest.raises(SystemExit, match="^mutation: edge/config.py changed since .* staged;"):
         mutation.refresh(stage, ["edge/config.py"])
+
+
+@pytest.mark.slow  # ~2-4 min: CI's sample of `make mutation` (the whole run takes hours)
+def test_ci_sample_of_make_mutation_the_crop_with_its_tests(tmp_path):
+    """The sample of the mutation run CI makes on every push (docs/development.md): every
+    mutant of the crop, tested by the crop's own test files, through the same tool and stage
+    as `make mutation`. The crop is the contract between training and the runtime; its own
+    tests must catch at least 95% of its mutants (survivors judged in reasons.json left out;
+    the whole run measured 99.4%)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy2(ROOT / "benchmarks" / "results" / "mutation" / "reasons.json", out)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fer_edge.benchmarks.mutation", "run", "--modules",
+         "edge/crop.py", "--tests", "tests/test_contract.py tests/test_properties.py",
+         "--stage", str(tmp_path / "repo"), "--out", str(out), "--jobs", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    got = json.loads((out / "mutation.json").read_text())
+    crop = got["modules"]["fer_edge.edge.crop"]
+    assert crop["not_run"] == 0 and crop["other"] == 0, crop
+    assert crop["killed"] + crop["timeout"] + crop["survived"] >= 100, crop
+    assert crop["score_judged"] >= 0.95, crop
+    assert "fer_edge.edge.crop" in (out / "mutation.md").read_text()
 
 
 def test_the_report_scores_issue_18s_scope_beside_the_whole_files(tmp_path, monkeypatch):
