@@ -464,6 +464,11 @@ def parser() -> argparse.ArgumentParser:
         help="go on with the run in --stage (mutmut keeps each mutant's result)",
     )
     run.add_argument(
+        "--refresh",
+        action="store_true",
+        help="with --resume: take the checkout's tests into the stage before going on",
+    )
+    run.add_argument(
         "--again",
         action="append",
         default=[],
@@ -503,11 +508,12 @@ def main(argv: list[str] | None = None) -> int:
     stage_dir = Path(args.stage)
     modules = [m.strip() for m in args.modules.split(",") if m.strip()]
     names: list[str] = []
-    if args.again:
+    if args.again or args.refresh:
         if not (args.resume and (stage_dir / "mutants").is_dir()):
-            raise SystemExit(f"mutation: --again needs --resume and a kept stage ({stage_dir})")
+            raise SystemExit(f"mutation: --again and --refresh need --resume and a kept stage "
+                             f"({stage_dir})")  # fmt: skip
         refresh(stage_dir, modules)
-        names = again(results(stage_dir), args.again)
+        names = again(results(stage_dir), args.again) if args.again else []
     elif not (args.resume and (stage_dir / "mutants").is_dir()):
         stage(stage_dir, modules, args.tests)
     t0 = time.monotonic()

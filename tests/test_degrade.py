@@ -38,6 +38,7 @@ def test_augment_batch_touches_about_the_requested_share(faces):
     assert out.shape == batch.shape and 0.3 < changed < 0.7
 
 
+@pytest.mark.slow  # an eval at every degradation level (~11 s): the fast tier's budget
 def test_eval_degrade_writes_the_robustness_table(int8_model, archive, tmp_path):
     proc = run_cli("eval", str(int8_model), "--data", str(archive), "--split", "private",
                    "--degrade", "capture", "--degrade-max", "60", "--results", str(tmp_path),

@@ -101,6 +101,7 @@ def eval_ferplus(model, archive, split: str, *extra: str):
                    "--labels", "ferplus-majority", *extra)  # fmt: skip
 
 
+@pytest.mark.slow  # a whole eval of PublicTest (~8 s); the rules are fast tests by hand
 def test_eval_with_ferplus_majority_labels(int8_model, archive):
     proc = eval_ferplus(int8_model, archive, "public")
     assert proc.returncode == 0, proc.stderr[-2000:]

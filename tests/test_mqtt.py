@@ -529,6 +529,7 @@ def test_a_killed_run_leaves_offline_by_its_last_will(video, int8_model, tmp_pat
     assert "messages were dropped" not in log.read_text()  # it never reached close()
 
 
+@pytest.mark.slow  # the runtime in a subprocess (~5 s); in-process: test_a_broker_down_at_boot_...
 def test_broker_unreachable_at_boot_the_run_connects_when_it_appears(
     video, int8_model, tmp_path
 ):
@@ -571,6 +572,7 @@ def test_broker_unreachable_at_boot_the_run_connects_when_it_appears(
     assert {f"homeassistant/sensor/{NODE}/share_{lb}/config" for lb in labels} <= configs
 
 
+@pytest.mark.slow  # the whole video through the pipeline (~5 s); in-process: the outage tests
 def test_a_full_queue_keeps_the_newest_messages(video, int8_model, tmp_path):
     """The queue policy of edge/mqtt.py: while the broker is away, at most --mqtt-queue messages
     wait and the oldest go first (the newest state matters most). The whole video goes through
