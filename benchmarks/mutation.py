@@ -342,14 +342,20 @@ def report(
     for name, m in modules.items():
         m.update(created=created, command=command, sha=source_sha(name))
         m["wall_seconds"] = round(wall_seconds, 1) if wall_seconds else None
+    earlier_path = out / "mutation.json"
+    earlier = json.loads(earlier_path.read_text()) if earlier_path.is_file() else {}
+    # a survivor's diff (one `mutmut show`, about a second each) is taken from the last report
+    # when its module's source is the same as then
+    same_source = {name for name, m in earlier.get("modules", {}).items()
+                   if m.get("sha") and m["sha"] == source_sha(name)}  # fmt: skip
+    diffs_before = {s["mutant"]: s["diff"] for s in earlier.get("survivors", [])
+                    if s["module"] in same_source and s.get("diff")}  # fmt: skip
     survivors = []
     for n, st in sorted(status.items()):
         if st == "survived":
-            diff = diff_of(stage_dir, n)
+            diff = diffs_before.get(n) or diff_of(stage_dir, n)
             survivors.append({"mutant": n, "module": module_of(n), "diff": diff,
                               "reason": reasons.get(n) or judged_by_rule(diff)})  # fmt: skip
-    earlier_path = out / "mutation.json"
-    earlier = json.loads(earlier_path.read_text()) if earlier_path.is_file() else {}
     # a module none of whose mutants this run reached (it was stopped first) keeps its row
     for name in [n for n, m in modules.items() if m["killed"] + m["timeout"] + m["survived"] == 0
                  and m["not_run"] and n in earlier.get("modules", {})]:  # fmt: skip

@@ -572,6 +572,37 @@ def test_a_mutation_run_of_some_modules_keeps_the_others_figures(tmp_path, monke
     assert json.loads((tmp_path / "mutation.json").read_text()) == got
 
 
+def test_a_survivors_diff_is_taken_again_only_when_its_source_changed(tmp_path, monkeypatch):
+    from fer_edge.benchmarks import mutation
+
+    sha = mutation.source_sha("fer_edge.edge.crop")
+    earlier = {
+        "modules": {
+            "fer_edge.edge.crop": {"killed": 1, "timeout": 0, "survived": 1, "other": 0,
+                                   "sha": sha},
+            "fer_edge.edge.tracking": {"killed": 1, "timeout": 0, "survived": 1, "other": 0,
+                                       "sha": "changed-since"},
+        },
+        "survivors": [
+            {"mutant": "fer_edge.edge.crop.x_crop_face__mutmut_1", "module": "fer_edge.edge.crop",
+             "diff": "-kept\n+diff", "reason": ""},
+            {"mutant": "fer_edge.edge.tracking.x_iou__mutmut_2",
+             "module": "fer_edge.edge.tracking", "diff": "-old\n+diff", "reason": ""},
+        ],
+    }  # fmt: skip
+    (tmp_path / "mutation.json").write_text(json.dumps(earlier))
+    now = {"fer_edge.edge.crop.x_crop_face__mutmut_1": "survived",
+           "fer_edge.edge.crop.x_crop_face__mutmut_2": "survived",
+           "fer_edge.edge.tracking.x_iou__mutmut_2": "survived"}  # fmt: skip
+    shown = []
+    monkeypatch.setattr(mutation, "results", lambda stage: now)
+    monkeypatch.setattr(mutation, "diff_of", lambda stage, n: shown.append(n) or "-new\n+diff")
+    got = mutation.report(tmp_path / "stage", tmp_path, 1.0, "run")
+    assert [s["diff"] for s in got["survivors"]] == ["-kept\n+diff", "-new\n+diff", "-new\n+diff"]
+    assert shown == ["fer_edge.edge.crop.x_crop_face__mutmut_2",
+                     "fer_edge.edge.tracking.x_iou__mutmut_2"]  # fmt: skip
+
+
 def test_make_mutation_tests_each_mutant_with_the_fast_tier_as_one_marker_expression(tmp_path):
     """`make mutation` with no TESTS: mutmut is told `tests -m "not slow"` (three words; the
     marker expression split into `not` and `slow` made pytest stop before any mutant ran)."""
