@@ -47,7 +47,8 @@ READ_BY_TESTS = ("README.md", "docs", "Makefile", ".ci", "LICENSE")
 # Tests that cannot run in the stage: one starts Python without site-packages (-S), where the
 # mutants' `import mutmut` fails; one asks git about the checkout (the stage has no .git); three
 # take the package's parent folder for the checkout (true only of the editable layout; two of
-# them stage a mutation run of their own, as does CI's sample, a slow test)
+# them stage a mutation run of their own, as does CI's sample, a slow test, and one refreshes
+# a stage from the checkout)
 DESELECT = (
     "tests/test_benchmarks.py::"
     "test_make_mutation_tests_each_mutant_with_the_fast_tier_as_one_marker_expression",
@@ -57,6 +58,7 @@ DESELECT = (
     "tests/test_first_hour.py::test_the_default_keras_source_is_one_path_everywhere",
     "tests/test_readme.py::test_every_renderer_has_a_block_and_every_block_a_renderer",
     "tests/test_benchmarks.py::test_ci_sample_of_make_mutation_the_crop_with_its_tests",
+    "tests/test_benchmarks.py::test_again_tests_chosen_modules_of_a_kept_stage_with_the_checkouts_tests",
 )
 # Tests that run the program in a subprocess (`fer-edge run ...`, `make deploy ...`) count
 # too: the subprocess finds the mutants through PYTHONPATH (set by `run`) and inherits mutmut's
