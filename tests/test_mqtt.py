@@ -83,6 +83,7 @@ class Subscriber:
         """session: a client id whose subscriptions the broker keeps (clean_session off), so
         what is published while this client is away reaches it when it connects again."""
         self.messages: list[tuple[str, bytes, bool, float]] = []
+        self.qos: dict[str, set[int]] = {}  # topic -> the QoS its messages arrived with
         self._lock = threading.Lock()
         self.connected = threading.Event()
         c = self.client = mqtt.Client(
@@ -107,6 +108,7 @@ class Subscriber:
     def _on_message(self, client, userdata, msg):
         with self._lock:
             self.messages.append((msg.topic, msg.payload, msg.retain, time.time()))
+            self.qos.setdefault(msg.topic, set()).add(msg.qos)
 
     def on(self, topic: str) -> list[bytes]:
         with self._lock:
@@ -891,6 +893,75 @@ def test_states_go_out_at_most_max_rate_a_second_after_a_one_second_burst(tmp_pa
     assert spans[5.0][0] < 0.4, spans  # the first second's worth at once
     assert 0.8 <= spans[5.0][1] <= 2.5, spans  # then 5 more, 0.2 s apart
     assert spans[0.0][1] < 0.4, spans
+
+
+def test_every_message_goes_out_with_the_configured_qos(tmp_path):
+    """--mqtt-qos 1 (the default): states, summaries, status and discovery all arrive at QoS 1
+    (a subscriber at QoS 1 gets the lower of the two), "offline" from close() too."""
+    from fer_edge.edge.mqtt import MqttSettings, MqttSink
+
+    with broker(tmp_path) as b, subscriber(b.port) as sub:
+        settings = MqttSettings(host="127.0.0.1", port=b.port, tls=False, topic=PREFIX,
+                                min_dwell=0.0, summary_every=1e6, client_id="qos")  # fmt: skip
+        assert settings.qos == 1
+        with MqttSink(settings, ("neutral", "happy")) as sink:
+            wait_for(lambda: sub.on(f"{PREFIX}/status") == [b"online"], 10, "online")
+            sink.write(in_process_result(0.0, 1))
+            wait_for(lambda: sub.on(f"{PREFIX}/state"), 10, "a state")
+        wait_for(lambda: sub.on(f"{PREFIX}/status")[-1:] == [b"offline"], 10, "offline")
+        topics = {t for t, _, _, _ in sub.messages}
+        assert {f"{PREFIX}/state", f"{PREFIX}/summary", f"{PREFIX}/status"} <= topics
+        assert any(t.startswith(f"homeassistant/sensor/{NODE}/") for t in topics)
+        assert {t: q for t, q in sub.qos.items() if q != {1}} == {}
+        (state,) = sub.json_on(f"{PREFIX}/state")
+        assert isinstance(state["time"], float) and abs(state["time"] - time.time()) < 30
+
+
+def test_a_summary_says_no_dominant_emotion_before_a_face_and_close_adds_none_unneeded(tmp_path):
+    """The first frame's summary, before any face: dominant null (Home Assistant shows 'none'),
+    times as seconds with their fractions. A close right after a summary, with no frame since,
+    sends no second one."""
+    from fer_edge.edge.mqtt import MqttSettings, MqttSink
+    from fer_edge.edge.types import Frame, FrameResult
+
+    with broker(tmp_path) as b, subscriber(b.port) as sub:
+        settings = MqttSettings(host="127.0.0.1", port=b.port, tls=False, topic=PREFIX,
+                                min_dwell=0.0, summary_every=1e6, client_id="none")  # fmt: skip
+        with MqttSink(settings, ("neutral", "happy")) as sink:
+            wait_for(lambda: sub.on(f"{PREFIX}/status") == [b"online"], 10, "online")
+            image = in_process_result(0.0, 0).frame.image
+            sink.write(FrameResult(Frame(image, 0, 0.25), (), {}))
+            wait_for(lambda: sub.on(f"{PREFIX}/summary"), 10, "the first summary")
+        wait_for(lambda: sub.on(f"{PREFIX}/status")[-1:] == [b"offline"], 10, "offline")
+        (summary,) = sub.json_on(f"{PREFIX}/summary")
+    assert (summary["frame"], summary["faces"], summary["dominant"]) == (0, 0, None)
+    assert summary["share"] == {"neutral": 0.0, "happy": 0.0}
+    assert summary["t"] == 0.25 and isinstance(summary["time"], float)
+    assert abs(summary["time"] - time.time()) < 30
+
+
+def test_a_slow_rate_limits_to_one_a_second_and_close_waits_no_longer_than_asked(tmp_path):
+    """--mqtt-max-rate 1: a burst leaves as one second's worth (two) at once, the rest one a
+    second; close(flush_seconds=1) gives the queue one second, counts what is left as dropped
+    and returns, whatever is still queued."""
+    from fer_edge.edge.mqtt import MqttSettings, MqttSink
+
+    with broker(tmp_path) as b, subscriber(b.port) as sub:
+        settings = MqttSettings(host="127.0.0.1", port=b.port, tls=False, topic=PREFIX,
+                                min_dwell=0.0, summary_every=1e6, max_rate=1.0, queue=10,
+                                client_id="slow")  # fmt: skip
+        sink = MqttSink(settings, ("neutral", "happy", "sad"))
+        wait_for(lambda: sub.on(f"{PREFIX}/status") == [b"online"], 10, "online")
+        for i in range(5):  # a summary and five states: six messages
+            sink.write(in_process_result(i / 10, i % 3))
+        time.sleep(0.3)
+        sent = len(sub.on(f"{PREFIX}/state")) + len(sub.on(f"{PREFIX}/summary"))
+        assert sent == 2, sub.messages
+        t0 = time.monotonic()
+        sink.close(flush_seconds=1.0)
+        took = time.monotonic() - t0
+        assert took < 2.5, took
+        assert 2 <= sink.dropped <= 4, sink.dropped
 
 
 def test_summaries_every_summary_every_with_the_frame_rate_and_the_window_shares(
