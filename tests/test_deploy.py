@@ -823,3 +823,38 @@ def test_upgrades_are_atomic_and_roll_back(pi, tmp_path):
     assert f"models/{model.name}" in (current / ".deploy" / "fer-edge.service").read_text()
     undo = make("undeploy", pi, pi_dir, model, "PURGE=1")
     assert undo.returncode == 0 and not pi_dir.exists()
+
+
+def test_rsync_mirrors_the_release_and_leaves_what_the_pi_made(pi, tmp_path):
+    """Remote.rsync against the loopback sshd (a few seconds; no deploy around it): the folder
+    arrives whole, a second sync of the same files changes nothing, a file gone here goes there
+    (--delete), except what the Pi makes itself (.venv/, logs/, __pycache__/, benchmark results);
+    what changed comes back as rsync's itemized lines; a failure is one line naming the step."""
+    from deploy.remote import Remote, StepError
+
+    remote = Remote(pi.target, tuple(pi.ssh_opts.split()))
+    src, dest = tmp_path / "release", pi.home / "rsync-test"
+    (src / "edge").mkdir(parents=True)
+    (src / "edge" / "a.py").write_text("a = 1\n")
+    (src / "gone.txt").write_text("bye\n")
+    assert sorted(changed_files(remote.rsync(str(src) + "/", str(dest)))) == [
+        "new edge/a.py", "new gone.txt"]  # fmt: skip
+    assert (dest / "edge" / "a.py").read_text() == "a = 1\n"
+    assert changed_files(remote.rsync(str(src), str(dest))) == []
+    made_there = [".venv/bin/python", "logs/events.jsonl", "edge/__pycache__/a.pyc",
+                  "benchmarks/results/bench.json"]  # fmt: skip
+    for name in made_there:
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        (dest / name).write_text("made on the Pi\n")
+    (src / "gone.txt").unlink()
+    (src / "edge" / "a.py").write_text("a = 2\n")
+    assert sorted(changed_files(remote.rsync(str(src), str(dest)))) == [
+        "deleted gone.txt", "updated edge/a.py"]  # fmt: skip
+    assert (dest / "edge" / "a.py").read_text() == "a = 2\n" and not (dest / "gone.txt").exists()
+    assert all((dest / name).read_text() == "made on the Pi\n" for name in made_there)
+    inside_a_file = dest / "edge" / "a.py" / "x"
+    with pytest.raises(StepError) as exc:
+        remote.rsync(str(src), str(inside_a_file))
+    message = str(exc.value)
+    assert message.startswith(f"step 'sync' failed: rsync to {pi.target}:{inside_a_file} exited ")
+    assert "\n" not in message
