@@ -519,26 +519,31 @@ def test_runtime_check_reads_the_runtimes_own_fps_line(bench_model, video):
     assert set(check) >= {"bench_fps", "run_fps", "ratio", "within"} and check["ratio"] > 0
 
 
+def earlier_report(crop: dict, tracking: dict, diffs: tuple[str, str],
+                   tracking_reason: str = "") -> dict:
+    """A committed mutation.json of two modules, each with its row and one survivor."""
+    return {
+        "modules": {"fer_edge.edge.crop": crop, "fer_edge.edge.tracking": tracking},
+        "survivors": [
+            {"mutant": "fer_edge.edge.crop.x_crop_face__mutmut_1", "module": "fer_edge.edge.crop",
+             "diff": diffs[0], "reason": ""},
+            {"mutant": "fer_edge.edge.tracking.x_iou__mutmut_2",
+             "module": "fer_edge.edge.tracking", "diff": diffs[1], "reason": tracking_reason},
+        ],
+    }  # fmt: skip
+
+
 def test_a_mutation_run_of_some_modules_keeps_the_others_figures(tmp_path, monkeypatch):
     """`make mutation MUTATE=edge/crop.py` replaces crop's row and survivors and keeps every
     other module's from the run that measured it; the total is over all of them."""
     from fer_edge.benchmarks import mutation
 
-    earlier = {
-        "created": "2026-11-30T19:47:34+0000", "command": "old run", "score": 0.9,
-        "modules": {
-            "fer_edge.edge.crop": {"killed": 9, "timeout": 0, "survived": 1, "other": 0,
-                                   "score": 0.9},
-            "fer_edge.edge.tracking": {"killed": 6, "timeout": 1, "survived": 3, "other": 2,
-                                       "score": 0.7},
-        },
-        "survivors": [
-            {"mutant": "fer_edge.edge.crop.x_crop_face__mutmut_1", "module": "fer_edge.edge.crop",
-             "diff": "-a\n+b", "reason": ""},
-            {"mutant": "fer_edge.edge.tracking.x_iou__mutmut_2",
-             "module": "fer_edge.edge.tracking", "diff": "-c\n+d", "reason": "equivalent"},
-        ],
-    }  # fmt: skip
+    earlier = earlier_report(
+        crop={"killed": 9, "timeout": 0, "survived": 1, "other": 0, "score": 0.9},
+        tracking={"killed": 6, "timeout": 1, "survived": 3, "other": 2, "score": 0.7},
+        diffs=("-a\n+b", "-c\n+d"), tracking_reason="equivalent",
+    )
+    earlier.update(created="2026-11-30T19:47:34+0000", command="old run", score=0.9)
     (tmp_path / "mutation.json").write_text(json.dumps(earlier))
     now = {
         "fer_edge.edge.crop.x_crop_face__mutmut_1": "killed",
@@ -575,21 +580,12 @@ def test_a_mutation_run_of_some_modules_keeps_the_others_figures(tmp_path, monke
 def test_a_survivors_diff_is_taken_again_only_when_its_source_changed(tmp_path, monkeypatch):
     from fer_edge.benchmarks import mutation
 
-    sha = mutation.source_sha("fer_edge.edge.crop")
-    earlier = {
-        "modules": {
-            "fer_edge.edge.crop": {"killed": 1, "timeout": 0, "survived": 1, "other": 0,
-                                   "sha": sha},
-            "fer_edge.edge.tracking": {"killed": 1, "timeout": 0, "survived": 1, "other": 0,
-                                       "sha": "changed-since"},
-        },
-        "survivors": [
-            {"mutant": "fer_edge.edge.crop.x_crop_face__mutmut_1", "module": "fer_edge.edge.crop",
-             "diff": "-kept\n+diff", "reason": ""},
-            {"mutant": "fer_edge.edge.tracking.x_iou__mutmut_2",
-             "module": "fer_edge.edge.tracking", "diff": "-old\n+diff", "reason": ""},
-        ],
-    }  # fmt: skip
+    row = {"killed": 1, "timeout": 0, "survived": 1, "other": 0}
+    earlier = earlier_report(
+        crop={**row, "sha": mutation.source_sha("fer_edge.edge.crop")},
+        tracking={**row, "sha": "changed-since"},
+        diffs=("-kept\n+diff", "-old\n+diff"),
+    )
     (tmp_path / "mutation.json").write_text(json.dumps(earlier))
     now = {"fer_edge.edge.crop.x_crop_face__mutmut_1": "survived",
            "fer_edge.edge.crop.x_crop_face__mutmut_2": "survived",
