@@ -130,9 +130,7 @@ def stage(stage_dir: Path, modules: list[str], tests: str) -> None:
         if (ROOT / d).is_dir():
             shutil.copytree(ROOT / d, pkg / d, ignore=ignore)
     shutil.copytree(ROOT / "deploy", stage_dir / "deploy", ignore=ignore)
-    shutil.copytree(ROOT / "tests", stage_dir / "tests", ignore=ignore)
-    with open(stage_dir / "tests" / "conftest.py", "a") as f:
-        f.write(CONFTEST_HOOK)
+    copy_tests(stage_dir / "tests")
     (stage_dir / "hits").mkdir()
     (stage_dir / "hits" / "sitecustomize.py").write_text(SITECUSTOMIZE)
     # large files stay where they are: links, followed by the tests (conftest: ROOT/models,
@@ -181,6 +179,13 @@ def stage(stage_dir: Path, modules: list[str], tests: str) -> None:
     (stage_dir / "pyproject.toml").write_text(text)
 
 
+def copy_tests(where: Path) -> None:
+    """The checkout's tests into `where`, with CONFTEST_HOOK appended to its conftest.py."""
+    shutil.copytree(ROOT / "tests", where, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    with open(where / "conftest.py", "a") as f:
+        f.write(CONFTEST_HOOK)
+
+
 def refresh(stage_dir: Path, modules: list[str]) -> None:
     """The checkout's tests and unmutated package code into a kept stage (for --again), after
     making sure the mutated modules' sources are still the stage's: their mutants would be
@@ -194,13 +199,10 @@ def refresh(stage_dir: Path, modules: list[str]) -> None:
     if changed:
         raise SystemExit(f"mutation: {', '.join(changed)} changed since {stage_dir} was staged; "
                          "run without --resume/--again to stage again")  # fmt: skip
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for where in (stage_dir / "tests", stage_dir / "mutants" / "tests"):
         if where.is_dir():
             shutil.rmtree(where)
-        shutil.copytree(ROOT / "tests", where, ignore=ignore)
-        with open(where / "conftest.py", "a") as f:
-            f.write(CONFTEST_HOOK)
+        copy_tests(where)
     mutated = {installed_name(m) for m in modules}
     for pkg in (stage_dir / "fer_edge", stage_dir / "mutants" / "fer_edge"):
         for src in (ROOT / "fer_edge").glob("*.py"):
@@ -212,9 +214,10 @@ def refresh(stage_dir: Path, modules: list[str]) -> None:
 
 
 def again(status: dict[str, str], specs: list[str]) -> list[str]:
-    """The mutants to test again: MODULE (all its mutants) or MODULE:missed (its survivors and
-    the ones no test reached), MODULE as the report names it (fer_edge.edge.crop); or one
-    function's, named as mutmut names it (deploy.deploy.x_build_parser)."""
+    """The mutants to test again: MODULE (all its mutants) or MODULE:missed (those not caught:
+    survivors, the ones no test reached and the ones not tested yet), MODULE as the report
+    names it (fer_edge.edge.crop); or one function's, as mutmut names it
+    (deploy.deploy.x_build_parser)."""
     names: set[str] = set()
     for spec in specs:
         module, _, which = spec.partition(":")
@@ -482,8 +485,8 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         metavar="MODULE[:missed]",
         help="with --resume: take the checkout's tests into the stage and test this module's "
-        "(or function's, as mutmut names it) mutants again (all, or :missed for its survivors "
-        "and unreached ones); repeatable",
+        "(or function's, as mutmut names it) mutants again (all, or :missed for those not "
+        "caught: survivors, unreached and untested ones); repeatable",
     )
     rep = sub.add_parser("report", help="the report of a finished run")
     rep.add_argument("stage")
