@@ -582,7 +582,7 @@ def test_a_full_queue_keeps_the_newest_messages(video, int8_model, tmp_path):
     the broker appears exactly the last three label changes arrive, the older ones and the
     first frame's summary are counted as dropped, and "online" and the discovery configs,
     which are not queued, arrive all the same."""
-    from fer_edge.edge.mqtt import MqttSettings, MqttSink
+    from fer_edge.edge.mqtt import MqttSink
     from fer_edge.edge.recognizer import EmotionRecognizer
     from fer_edge.edge.sinks import face_events
     from fer_edge.edge.sources import open_source
@@ -596,8 +596,7 @@ def test_a_full_queue_keeps_the_newest_messages(video, int8_model, tmp_path):
     b.stop()
     recognizer = EmotionRecognizer(int8_model)
     pipeline, labels = recognizer.pipeline(), recognizer.classifier.labels
-    settings = MqttSettings(host="127.0.0.1", port=port, tls=False, topic=PREFIX, queue=3,
-                            min_dwell=0.0, summary_every=1e6, client_id="queue-test")  # fmt: skip
+    settings = in_process_settings(port, "queue-test", queue=3)
     rows = []
     with MqttSink(settings, labels) as sink, open_source(str(video)) as source:
         for frame in source.frames():
@@ -644,9 +643,7 @@ def test_a_sink_in_this_process_logs_in_publishes_changes_and_leaves_its_will(tm
 
     caplog.set_level(logging.INFO, logger="fer_edge.edge.mqtt")
     with broker(tmp_path, [f"password_file {pw}"], anonymous=False) as b:
-        settings = MqttSettings(host="127.0.0.1", port=b.port, tls=False, topic=PREFIX,
-                                username="fer", password="s3cret", min_dwell=0.0,
-                                summary_every=1e6, client_id="in-process")  # fmt: skip
+        settings = in_process_settings(b.port, "in-process", username="fer", password="s3cret")
         with subscriber(b.port, "fer", "s3cret") as sub:
             sink = MqttSink(settings, labels)
             try:
@@ -698,7 +695,7 @@ def test_an_outage_in_this_process_is_one_line_each_way_and_the_newest_states_ar
     import logging
     import re
 
-    from fer_edge.edge.mqtt import MqttSettings, MqttSink
+    from fer_edge.edge.mqtt import MqttSink
 
     labels = ("neutral", "happy", "sad")
 
@@ -708,8 +705,7 @@ def test_an_outage_in_this_process_is_one_line_each_way_and_the_newest_states_ar
                           *kept_for_later(tmp_path)], port)  # fmt: skip
     b.start()
     where = f"mqtt://127.0.0.1:{port}"
-    settings = MqttSettings(host="127.0.0.1", port=port, tls=False, topic=PREFIX, queue=3,
-                            min_dwell=0.0, summary_every=1e6, client_id="outage-test")  # fmt: skip
+    settings = in_process_settings(port, "outage-test", queue=3)
     sub = Subscriber(port, session="ha-like")  # its session outlives the broker's restart
     sink = MqttSink(settings, labels)
     try:
@@ -771,14 +767,13 @@ def test_a_broker_down_at_boot_and_again_later_is_counted_per_outage(tmp_path, c
     import logging
     import re
 
-    from fer_edge.edge.mqtt import MqttSettings, MqttSink
+    from fer_edge.edge.mqtt import MqttSink
 
     caplog.set_level(logging.INFO, logger="fer_edge.edge.mqtt")
     port = free_port()
     b = Broker(tmp_path, [f"listener {port} 127.0.0.1", "allow_anonymous true"], port)
     where = f"mqtt://127.0.0.1:{port}"
-    settings = MqttSettings(host="127.0.0.1", port=port, tls=False, topic=PREFIX, queue=3,
-                            min_dwell=0.0, summary_every=1e6, client_id="boot-test")  # fmt: skip
+    settings = in_process_settings(port, "boot-test", queue=3)
     sink = MqttSink(settings, ("neutral", "happy", "sad"))
     try:
         wait_for(lambda: "cannot connect" in caplog.text, 10, "the boot outage line")
@@ -821,16 +816,14 @@ def test_a_message_sent_as_the_connection_drops_is_kept_or_counted(tmp_path, cap
     from dataclasses import replace
 
     import paho.mqtt.client as paho
-    from fer_edge.edge.mqtt import MqttSettings, MqttSink
+    from fer_edge.edge.mqtt import MqttSink
 
     caplog.set_level(logging.INFO, logger="fer_edge.edge.mqtt")
     port = free_port()
     b = Broker(tmp_path, [f"listener {port} 127.0.0.1", "allow_anonymous true"], port)
     b.start()
     sub = Subscriber(port)
-    settings = MqttSettings(host="127.0.0.1", port=port, tls=False, topic=PREFIX, queue=3,
-                            min_dwell=0.0, summary_every=1e6, client_id="requeue-test",
-                            qos=0)  # fmt: skip
+    settings = in_process_settings(port, "requeue-test", queue=3, qos=0)
     sink = MqttSink(settings, ("neutral", "happy"))
     try:
         wait_for(lambda: sub.on(f"{PREFIX}/status") == [b"online"], 10, "online")
@@ -856,6 +849,17 @@ def test_a_message_sent_as_the_connection_drops_is_kept_or_counted(tmp_path, cap
         b.stop()
 
 
+def in_process_settings(port: int, client_id: str, **changes):
+    """MqttSink's settings for an in-process test: the loopback broker on `port`, no TLS,
+    topics under PREFIX, every label change published (no dwell), a summary only on the
+    first frame and at close (unless `changes` say otherwise)."""
+    from fer_edge.edge.mqtt import MqttSettings
+
+    base = dict(host="127.0.0.1", port=port, tls=False, topic=PREFIX, min_dwell=0.0,
+                summary_every=1e6, client_id=client_id)  # fmt: skip
+    return MqttSettings(**{**base, **changes})
+
+
 def in_process_result(t: float, label: int, track: int = 1, index: int | None = None):
     """One frame with one face whose label is `label` (of three), for MqttSink in-process."""
     import numpy as np
@@ -871,15 +875,12 @@ def in_process_result(t: float, label: int, track: int = 1, index: int | None = 
 def test_states_go_out_at_most_max_rate_a_second_after_a_one_second_burst(tmp_path):
     """--mqtt-max-rate: a burst of ten label changes at 5 a second leaves as about one second's
     worth (5) at once, then one every 0.2 s; unlimited (0), all ten at once."""
-    from fer_edge.edge.mqtt import MqttSettings, MqttSink
+    from fer_edge.edge.mqtt import MqttSink
 
     spans = {}
     with broker(tmp_path) as b:
         for rate in (5.0, 0.0):
-            topic = f"{PREFIX}"
-            settings = MqttSettings(host="127.0.0.1", port=b.port, tls=False, topic=topic,
-                                    min_dwell=0.0, summary_every=1e6, max_rate=rate,
-                                    client_id=f"rate-{rate}")  # fmt: skip
+            settings = in_process_settings(b.port, f"rate-{rate}", max_rate=rate)
             with subscriber(b.port) as sub, MqttSink(settings, ("neutral", "happy", "sad")) as sink:
                 wait_for(lambda: sub.on(f"{PREFIX}/status")[-1:] == [b"online"], 10, "online")
                 time.sleep(0.3)  # status and discovery are out of the way
@@ -898,11 +899,10 @@ def test_states_go_out_at_most_max_rate_a_second_after_a_one_second_burst(tmp_pa
 def test_every_message_goes_out_with_the_configured_qos(tmp_path):
     """--mqtt-qos 1 (the default): states, summaries, status and discovery all arrive at QoS 1
     (a subscriber at QoS 1 gets the lower of the two), "offline" from close() too."""
-    from fer_edge.edge.mqtt import MqttSettings, MqttSink
+    from fer_edge.edge.mqtt import MqttSink
 
     with broker(tmp_path) as b, subscriber(b.port) as sub:
-        settings = MqttSettings(host="127.0.0.1", port=b.port, tls=False, topic=PREFIX,
-                                min_dwell=0.0, summary_every=1e6, client_id="qos")  # fmt: skip
+        settings = in_process_settings(b.port, "qos")
         assert settings.qos == 1
         with MqttSink(settings, ("neutral", "happy")) as sink:
             wait_for(lambda: sub.on(f"{PREFIX}/status") == [b"online"], 10, "online")
@@ -921,12 +921,11 @@ def test_a_summary_says_no_dominant_emotion_before_a_face_and_close_adds_none_un
     """The first frame's summary, before any face: dominant null (Home Assistant shows 'none'),
     times as seconds with their fractions. A close right after a summary, with no frame since,
     sends no second one."""
-    from fer_edge.edge.mqtt import MqttSettings, MqttSink
+    from fer_edge.edge.mqtt import MqttSink
     from fer_edge.edge.types import Frame, FrameResult
 
     with broker(tmp_path) as b, subscriber(b.port) as sub:
-        settings = MqttSettings(host="127.0.0.1", port=b.port, tls=False, topic=PREFIX,
-                                min_dwell=0.0, summary_every=1e6, client_id="none")  # fmt: skip
+        settings = in_process_settings(b.port, "none")
         with MqttSink(settings, ("neutral", "happy")) as sink:
             wait_for(lambda: sub.on(f"{PREFIX}/status") == [b"online"], 10, "online")
             image = in_process_result(0.0, 0).frame.image
@@ -944,12 +943,10 @@ def test_a_slow_rate_limits_to_one_a_second_and_close_waits_no_longer_than_asked
     """--mqtt-max-rate 1: a burst leaves as one second's worth (two) at once, the rest one a
     second; close(flush_seconds=1) gives the queue one second, counts what is left as dropped
     and returns, whatever is still queued."""
-    from fer_edge.edge.mqtt import MqttSettings, MqttSink
+    from fer_edge.edge.mqtt import MqttSink
 
     with broker(tmp_path) as b, subscriber(b.port) as sub:
-        settings = MqttSettings(host="127.0.0.1", port=b.port, tls=False, topic=PREFIX,
-                                min_dwell=0.0, summary_every=1e6, max_rate=1.0, queue=10,
-                                client_id="slow")  # fmt: skip
+        settings = in_process_settings(b.port, "slow", max_rate=1.0, queue=10)
         sink = MqttSink(settings, ("neutral", "happy", "sad"))
         wait_for(lambda: sub.on(f"{PREFIX}/status") == [b"online"], 10, "online")
         for i in range(5):  # a summary and five states: six messages
@@ -977,9 +974,7 @@ def test_summaries_every_summary_every_with_the_frame_rate_and_the_window_shares
 
     labels = ("neutral", "happy", "sad")
     with broker(tmp_path) as b:
-        settings = MqttSettings(host="127.0.0.1", port=b.port, tls=False, topic=PREFIX,
-                                min_dwell=0.0, summary_every=0.5, window=60.0,
-                                client_id="summaries")  # fmt: skip
+        settings = in_process_settings(b.port, "summaries", summary_every=0.5, window=60.0)
         with subscriber(b.port) as sub:
             with MqttSink(settings, labels) as sink:
                 wait_for(lambda: sub.on(f"{PREFIX}/status") == [b"online"], 10, "online")
@@ -1012,9 +1007,8 @@ def test_summaries_every_summary_every_with_the_frame_rate_and_the_window_shares
     passwd = system_tool("mosquitto_passwd", package="mosquitto")
     subprocess.run([passwd, "-b", "-c", str(pw), "fer", "s3cret"], check=True)
     with broker(tmp_path, [f"password_file {pw}"], anonymous=False) as b:
-        wrong = MqttSettings(host="127.0.0.1", port=b.port, tls=False, topic=PREFIX,
-                             username="fer", password="wrong", queue=2, min_dwell=0.0,
-                             client_id="refused")  # fmt: skip
+        wrong = in_process_settings(b.port, "refused", username="fer", password="wrong", queue=2,
+                                    summary_every=MqttSettings.summary_every)  # the default
         with MqttSink(wrong, labels) as sink:
             wait_for(lambda: "refused" in caplog.text, 10, "the refusal")
             for i in range(4):
@@ -1031,10 +1025,9 @@ def test_summaries_every_summary_every_with_the_frame_rate_and_the_window_shares
 def test_the_sink_forgets_tracks_beyond_256(tmp_path):
     """A camera that runs for weeks sees thousands of tracks; the label memory keeps at most
     256 (then only the faces in view), so a face seen again long after is announced afresh."""
-    from fer_edge.edge.mqtt import MqttSettings, MqttSink
+    from fer_edge.edge.mqtt import MqttSink
 
-    settings = MqttSettings(host="127.0.0.1", port=free_port(), tls=False, topic=PREFIX,
-                            min_dwell=0.0, summary_every=1e6, client_id="forget")  # fmt: skip
+    settings = in_process_settings(free_port(), "forget")
     with MqttSink(settings, ("neutral", "happy", "sad")) as sink:
         for track in range(256):
             sink.write(in_process_result(track / 10, 1, track=track, index=track))
