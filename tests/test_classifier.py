@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fer_edge.edge.classifier import Classifier
-from fer_edge.edge.contract import read_contract, write_contract
+from fer_edge.edge.contract import read_contract, sidecar_path, write_contract
 from fer_edge.edge.errors import ModelError
 
 LEVELS = np.arange(256, dtype=np.uint8).reshape(16, 16)
@@ -110,3 +110,39 @@ def test_batches_of_each_size_build_one_interpreter_each_and_match_one_by_one(in
         )
     assert sorted(clf._batched) == [1, 2, 3] and clf.batch is True
     assert clf.predict_batch([]).shape == (0, 5)
+
+
+def test_a_model_with_a_fixed_batch_of_one_is_called_once_per_face_after_one_warning(
+    int8_model, tmp_path, caplog
+):
+    """A converter given a fixed input shape writes batch 1 into the graph (shape_signature
+    1, not -1): LiteRT then refuses to resize it, and the classifier says so once and goes on
+    one call per face with the same probabilities. The fixed model is the shipped one with its
+    input's signature [-1, 48, 48, 1] written as [1, 48, 48, 1]."""
+    import logging
+    import shutil
+    import struct
+
+    flexible, fixed_sig = struct.pack("<5i", 4, -1, 48, 48, 1), struct.pack("<5i", 4, 1, 48, 48, 1)
+    raw = int8_model.read_bytes()
+    assert raw.count(flexible) >= 1
+    fixed = tmp_path / "fixed_int8.tflite"
+    fixed.write_bytes(raw.replace(flexible, fixed_sig))
+    shutil.copy(sidecar_path(int8_model), sidecar_path(fixed))
+    probe = Classifier(fixed)._cls(model_path=str(fixed))
+    index = probe.get_input_details()[0]["index"]
+    with pytest.raises((ValueError, RuntimeError)) as refusal:  # LiteRT's own words, expected
+        probe.resize_tensor_input(index, [3, 48, 48, 1], strict=True)
+
+    caplog.set_level(logging.WARNING, logger="fer_edge.edge.classifier")
+    clf = Classifier(fixed, batch=True)
+    one = Classifier(int8_model, batch=False, zero_copy=False)
+    rng = np.random.default_rng(5)
+    crops = [rng.integers(0, 256, (48, 48), dtype=np.uint8) for _ in range(3)]
+    for n in (3, 2):  # the second batch is not tried again: no second warning
+        np.testing.assert_array_equal(
+            clf.predict_batch(crops[:n]), np.stack([one.predict(c) for c in crops[:n]])
+        )
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"{fixed}: no batched input ({refusal.value}); one call per face"]
+    assert clf.batch is False and clf.describe()["batch"] is False

@@ -833,10 +833,12 @@ def test_a_message_sent_as_the_connection_drops_is_kept_or_counted(tmp_path, cap
         assert sink.dropped == 0
         sink._requeue((f"{PREFIX}/late", b"refused", False), paho.MQTT_ERR_QUEUE_SIZE)
         assert sink.dropped == 1
+        sink._requeue((f"{PREFIX}/late", b"too big", False), paho.MQTT_ERR_PAYLOAD_SIZE)
+        assert sink.dropped == 2  # each refusal counts
         sink.settings = replace(settings, qos=1)
         sink._requeue((f"{PREFIX}/late", b"paho's", False), paho.MQTT_ERR_NO_CONN)
         sink.settings = settings
-        assert sink.dropped == 1
+        assert sink.dropped == 2
         sub.close()
         b.start()
         sub = Subscriber(port)
