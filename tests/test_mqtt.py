@@ -941,6 +941,30 @@ def test_a_summary_says_no_dominant_emotion_before_a_face_and_close_adds_none_un
     assert abs(summary["time"] - time.time()) < 30
 
 
+def test_closing_again_sends_nothing_and_counts_nothing(tmp_path, caplog):
+    """close() twice (the API's `with` and a caller's own close): the closing summary and
+    "offline" go out once, and the second close neither queues another summary nor reports
+    it as dropped."""
+    import logging
+
+    from fer_edge.edge.mqtt import MqttSink
+
+    caplog.set_level(logging.INFO, logger="fer_edge.edge.mqtt")
+    with broker(tmp_path) as b, subscriber(b.port) as sub:
+        sink = MqttSink(in_process_settings(b.port, "twice"), ("neutral", "happy"))
+        wait_for(lambda: sub.on(f"{PREFIX}/status") == [b"online"], 10, "online")
+        sink.write(in_process_result(0.0, 1))
+        sink.write(in_process_result(0.1, 0))  # a frame since the first summary
+        sink.close()
+        wait_for(lambda: sub.on(f"{PREFIX}/status")[-1:] == [b"offline"], 10, "offline")
+        assert len(sub.on(f"{PREFIX}/summary")) == 2  # the first frame's and the closing one
+        sink.close()
+        time.sleep(0.3)
+        assert sink.dropped == 0 and "dropped" not in caplog.text
+        assert len(sub.on(f"{PREFIX}/summary")) == 2
+        assert sub.on(f"{PREFIX}/status") == [b"online", b"offline"]
+
+
 def test_a_slow_rate_limits_to_one_a_second_and_close_waits_no_longer_than_asked(tmp_path):
     """--mqtt-max-rate 1: a burst leaves as one second's worth (two) at once, the rest one a
     second; close(flush_seconds=1) gives the queue one second, counts what is left as dropped
