@@ -1,5 +1,6 @@
 """The Haar detector (--detector haar, OpenCV 4.x) on the real video: grey and colour frames
-alike, detection on a copy of the width asked for, and its two errors as one line each."""
+alike, detection on a copy of the width and interpolation asked for, and its two errors as
+one line each."""
 
 from __future__ import annotations
 
@@ -46,3 +47,17 @@ def test_haar_errors_are_one_line(tmp_path, monkeypatch):
         "--detector haar needs an OpenCV 4.x wheel (5.x dropped CascadeClassifier); use "
         "--detector yunet or `pip install 'opencv-python-headless<5'`"
     )
+
+
+def test_haar_shrinks_with_the_interpolation_asked_for(frame):
+    """--detect-resize reaches Haar too: its copy is the frame shrunk with INTER_AREA or
+    INTER_LINEAR (at 120 px wide the two copies give this face different boxes)."""
+    h, w = frame.image.shape[:2]
+    size = (120, int(round(h * 120 / w)))
+    found = {}
+    for resize, flag in (("area", cv2.INTER_AREA), ("linear", cv2.INTER_LINEAR)):
+        haar = HaarDetector(width=120, resize=resize)
+        small = cv2.resize(frame.image, size, interpolation=flag)
+        found[resize] = haar.detect(frame)
+        assert found[resize] == [b.scaled(w / 120) for b in haar.detect_image(small)]
+    assert found["area"] != found["linear"]
