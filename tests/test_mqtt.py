@@ -1060,3 +1060,37 @@ def test_the_sink_forgets_tracks_beyond_256(tmp_path):
         assert len(sink._dwell) == 256
         sink.write(in_process_result(25.6, 1, track=256, index=256))
         assert len(sink._dwell) == 1 and sink._dwell.published == {256: "happy"}
+
+
+def test_the_broker_sees_our_client_id_mqtt_311_and_a_retained_will_at_the_qos_asked(tmp_path):
+    """What mosquitto logs of each connection: --mqtt-client-id as the client's id, MQTT 3.1.1
+    (p2), keepalive 30 s, and the last will ("offline", 7 bytes, on the status topic) retained
+    at --mqtt-qos, so a subscriber at QoS 1 is sure to get it when the Pi loses power."""
+    from fer_edge.edge.mqtt import MqttSink
+
+    with broker(tmp_path, ["log_type all"]) as b:
+        for qos in (1, 0):
+            name = f"cam-qos{qos}"
+            with MqttSink(in_process_settings(b.port, name, qos=qos), ("neutral", "happy")):
+                connack = f"Sending CONNACK to {name}"
+                wait_for(lambda c=connack: c in b.log.read_text(), 10, connack)
+            lines = [ln.split(": ", 1)[-1] for ln in b.log.read_text().splitlines()]
+            at = next(i for i, ln in enumerate(lines) if f" as {name} (" in ln)
+            assert lines[at].endswith(f" as {name} (p2, c1, k30)."), lines[at]
+            will = f"Will message specified (7 bytes) (r1, q{qos})."
+            assert lines[at + 1 : at + 3] == [will, f"\t{PREFIX}/status"], lines[at : at + 3]
+
+
+def test_without_paho_mqtt_is_one_line_saying_what_to_install(monkeypatch):
+    import sys
+
+    from fer_edge.edge.errors import ConfigError
+    from fer_edge.edge.mqtt import MqttSink
+
+    monkeypatch.setitem(sys.modules, "paho.mqtt.client", None)  # as if it were not installed
+    with pytest.raises(ConfigError) as exc:
+        MqttSink(in_process_settings(1883, "none"), ("neutral",))
+    assert str(exc.value) == (
+        "--mqtt needs paho-mqtt 2.x: pip install 'paho-mqtt>=2.1,<3' "
+        "(or, in a clone of fer-edge: pip install -e '.[mqtt]')"
+    )
