@@ -1094,3 +1094,26 @@ def test_without_paho_mqtt_is_one_line_saying_what_to_install(monkeypatch):
         "--mqtt needs paho-mqtt 2.x: pip install 'paho-mqtt>=2.1,<3' "
         "(or, in a clone of fer-edge: pip install -e '.[mqtt]')"
     )
+
+
+def test_a_message_paho_will_not_send_is_one_warning_and_publishing_goes_on(tmp_path, caplog):
+    """Through the Python API nothing checks the discovery prefix (the CLI refuses + and #):
+    paho refuses the first discovery topic with a wildcard; that is one warning and one
+    dropped message, and the states still go out."""
+    import logging
+
+    from fer_edge.edge.mqtt import MqttSink
+
+    caplog.set_level(logging.INFO, logger="fer_edge.edge.mqtt")
+    with broker(tmp_path) as b, subscriber(b.port) as sub:
+        settings = in_process_settings(b.port, "wild", discovery_prefix="ha/+")
+        with MqttSink(settings, ("neutral", "happy")) as sink:
+            wait_for(lambda: sub.on(f"{PREFIX}/status") == [b"online"], 10, "online")
+            sink.write(in_process_result(0.0, 1))
+            wait_for(lambda: sub.on(f"{PREFIX}/state"), 10, "a state")
+            assert sink.dropped == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "MQTT: a message could not be sent (Publish topic cannot contain wildcards.)",
+        "MQTT: 1 messages were dropped in this run",
+    ]
