@@ -128,3 +128,43 @@ def test_a_frame_with_a_small_copy_is_searched_in_that_copy(grey):
     (got,) = detect_around(det, frame, [Box(400, 240, 200, 200)])
     assert close(got, (400, 240, 200, 200), tol=4)
     assert det.seen[0].shape[:2] == (96, 96) and (det.seen[0].ndim == 2) == grey
+
+
+def test_the_square_is_cut_from_the_copy_shrunk_the_way_the_detector_shrinks_it():
+    """--detect-resize holds for tracked squares too: the square comes from the frame shrunk
+    with the detector's interpolation (INTER_LINEAR or INTER_AREA, which differ at 800 -> 320
+    px on a textured frame); a detector of the user's own without `resize` gets INTER_AREA.
+    A 75-px face at (250, 150) is 30 px in the copy (factor 2.5): not shrunk for the detector,
+    so the square is 96 copy pixels, x0 = 100 + 15 - 48 = 67, y0 = 60 + 15 - 48 = 27."""
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 100, (600, 800, 3), dtype=np.uint8)
+    image[150:225, 250:325] = 255
+    frame = Frame(image, 0, 0.0)
+    box = Box(250, 150, 75, 75)
+
+    class Plain:  # a user's detector: the Detector protocol only, no `resize`
+        name, width = "plain", 320
+
+        def __init__(self):
+            self.inner = BrightSquares(320)
+            self.seen = self.inner.seen
+
+        def detect(self, frame, width=None):
+            return self.inner.detect(frame, width)
+
+        def detect_image(self, image):
+            return self.inner.detect_image(image)
+
+    squares = {}
+    for name, det in (("linear", BrightSquares(320)), ("area", BrightSquares(320)),
+                      ("plain", Plain())):  # fmt: skip
+        if name == "linear":
+            det.resize = "linear"
+        (found,) = detect_around(det, frame, [box])
+        assert close(found, box.as_tuple(), 3)
+        (squares[name],) = det.seen
+    for name, flag in (("linear", cv2.INTER_LINEAR), ("area", cv2.INTER_AREA)):
+        copy = cv2.resize(image, (320, 240), interpolation=flag)
+        np.testing.assert_array_equal(squares[name], copy[27:123, 67:163])
+    np.testing.assert_array_equal(squares["plain"], squares["area"])
+    assert not np.array_equal(squares["linear"], squares["area"])
