@@ -1117,3 +1117,21 @@ def test_a_message_paho_will_not_send_is_one_warning_and_publishing_goes_on(tmp_
         "MQTT: a message could not be sent (Publish topic cannot contain wildcards.)",
         "MQTT: 1 messages were dropped in this run",
     ]
+
+
+def test_a_program_that_never_closes_its_sink_still_exits(tmp_path):
+    """A script using the API that forgets close() (or dies of an exception outside `with`)
+    must still exit: the sink's threads do not hold the interpreter, even while they wait for
+    a broker that is not there."""
+    import subprocess
+    import sys
+
+    script = (
+        "from fer_edge.edge.mqtt import MqttSettings, MqttSink\n"
+        f"MqttSink(MqttSettings(host='127.0.0.1', port={free_port()}, tls=False, topic='t',"
+        " client_id='left-open'), ('neutral',))\n"
+        "print('done')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=10, cwd=tmp_path)  # fmt: skip
+    assert (done.returncode, done.stdout) == (0, "done\n"), done.stderr
