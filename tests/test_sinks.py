@@ -4,6 +4,7 @@ MJPEG stream's wire format. Fast: all of it is in `make test-fast`."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -314,3 +315,38 @@ def test_the_preview_server_serves_the_stream_on_loopback_and_frees_its_port():
         )
     with socket.socket() as s:  # closed: the port is free again
         s.bind(("127.0.0.1", port))
+
+
+def test_events_on_a_full_device_are_dropped_with_the_default_retry(monkeypatch, caplog):
+    """The real /dev/full (every write: ENOSPC) as --events, as `fer-edge run` opens it (the
+    default retry_every): a warning naming it and the retry, the run goes on. Events to a
+    full stdout are dropped the same way: only a reader that left stdout stops the run."""
+    caplog.set_level(logging.WARNING, logger="fer_edge.edge.sinks")
+    with EventWriter("/dev/full", LABELS) as events:
+        assert events.write(result([face(track=1)], index=0)) is True
+        assert (events.count, events.dropped) == (0, 1)
+    assert [r.getMessage() for r in caplog.records] == [
+        "events: cannot write /dev/full: no space left on device; dropping events until it can "
+        "(retry every 1 s)"
+    ]
+    full = open("/dev/full", "w")  # noqa: SIM115 (closed below, whatever its buffer holds)
+    monkeypatch.setattr("sys.stdout", full)
+    events = EventWriter("-", LABELS)
+    assert events.write(result([face(track=1)], index=0)) is True
+    assert (events.count, events.dropped) == (0, 1)
+    with contextlib.suppress(OSError):
+        full.close()
+
+
+def test_a_failing_sync_on_a_frame_without_faces_waits_for_the_next_write(tmp_path):
+    """A frame without faces only syncs what earlier frames wrote; if the SD card fails that
+    sync (EIO), the run goes on and the next write meets the failure (counted there)."""
+    with EventWriter(str(tmp_path / "events.jsonl"), LABELS) as events:
+        events.write(result([face(track=1)], index=0))
+
+        def failing_sync():
+            raise OSError(errno.EIO, "Input/output error")
+
+        events._file.tick = failing_sync
+        assert events.write(result([], index=1)) is True
+        assert (events.count, events.dropped) == (1, 0)
