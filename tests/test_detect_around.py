@@ -168,3 +168,17 @@ def test_the_square_is_cut_from_the_copy_shrunk_the_way_the_detector_shrinks_it(
         np.testing.assert_array_equal(squares[name], copy[27:123, 67:163])
     np.testing.assert_array_equal(squares["plain"], squares["area"])
     assert not np.array_equal(squares["linear"], squares["area"])
+
+
+def test_a_wide_face_is_sized_by_its_width_a_tall_one_by_its_height():
+    # 200 x 100 px = 100 x 50 copy px: the larger side, 100, is shrunk to 48 (x 0.48), so the
+    # square is 96 px = 200 copy px and the face 48 x 24 in it; the same turned on its side
+    for w, h in ((200, 100), (100, 200)):
+        det = BrightSquares()
+        (got,) = detect_around(det, frame_with((220, 140, w, h)), [Box(220, 140, w, h)])
+        (seen,) = det.seen
+        ys, xs = np.nonzero(seen[..., 0] > 127)
+        assert seen.shape == (96, 96, 3)
+        assert abs(xs.max() - xs.min() + 1 - w * 0.24) <= 1, (w, h, xs.min(), xs.max())
+        assert abs(ys.max() - ys.min() + 1 - h * 0.24) <= 1, (w, h, ys.min(), ys.max())
+        assert close(got, (220, 140, w, h), tol=3)
