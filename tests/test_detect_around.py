@@ -52,6 +52,10 @@ def test_a_small_face_is_searched_in_a_square_of_at_least_size_pixels_not_enlarg
     det.seen.clear()
     detect_around(det, frame_with((300, 200, 40, 40)), [Box(300, 200, 40, 40)], size=32, grow=4)
     assert det.seen[0].shape == (96, 96, 3)
+    # 66 px = 33 copy px: 4 x 33 = 132, rounded up to 160 (five times 32)
+    det.seen.clear()
+    detect_around(det, frame_with((300, 200, 66, 66)), [Box(300, 200, 66, 66)], size=32, grow=4)
+    assert det.seen[0].shape == (160, 160, 3)
 
 
 def test_a_large_face_is_shrunk_to_face_px_and_its_square_kept_inside_the_copy():
@@ -182,3 +186,34 @@ def test_a_wide_face_is_sized_by_its_width_a_tall_one_by_its_height():
         assert abs(xs.max() - xs.min() + 1 - w * 0.24) <= 1, (w, h, xs.min(), xs.max())
         assert abs(ys.max() - ys.min() + 1 - h * 0.24) <= 1, (w, h, ys.min(), ys.max())
         assert close(got, (220, 140, w, h), tol=3)
+
+
+def test_a_large_face_is_seen_as_its_window_of_the_copy_shrunk_bit_exactly():
+    """800 x 600 frame, copy 320 x 240 (factor 2.5); a 250-px face is 100 copy px: x 0.48,
+    so the square is 96 / 0.48 = 200 copy px at x0 = 110 + 50 - 100 = 60, y0 = 70 + 50 - 100
+    = 20, shrunk to 96 px with INTER_LINEAR_EXACT (the same bits on every CPU); the detector's
+    score comes back with the box. Two such squares (2 x 200^2 = 80,000 copy px) are more
+    than the whole copy (76,800): one whole-frame pass is cheaper."""
+    rng = np.random.default_rng(11)
+    image = rng.integers(0, 100, (600, 800, 3), dtype=np.uint8)
+    image[175:425, 275:525] = 255
+    det = BrightSquares()
+    (got,) = detect_around(det, Frame(image, 0, 0.0), [Box(275, 175, 250, 250)])
+    copy = cv2.resize(image, (320, 240), interpolation=cv2.INTER_AREA)
+    expected = cv2.resize(copy[20:220, 60:260], (96, 96), interpolation=cv2.INTER_LINEAR_EXACT)
+    np.testing.assert_array_equal(det.seen[0], expected)
+    assert close(got, (275, 175, 250, 250), tol=3) and got.score == 0.9
+    two = [Box(0, 0, 250, 250), Box(540, 340, 250, 250)]
+    assert detect_around(det, Frame(image, 0, 0.0), two) is None
+    assert len(detect_around(det, Frame(image, 0, 0.0), two[:1])) == 1
+
+
+def test_in_a_portrait_frame_the_square_is_bounded_by_the_copys_width():
+    """600 x 800 (portrait, a phone held upright): copy 320 x 427. A 400-px face is 213 copy
+    px, x 0.225: its square would be 427 copy px, more than the copy is wide; it is cut to
+    320 x 320 and the face still lands on its box."""
+    det = BrightSquares()
+    frame = frame_with((100, 200, 400, 400), size=(800, 600))
+    (got,) = detect_around(det, frame, [Box(100, 200, 400, 400)])
+    assert det.seen[0].shape == (96, 96, 3)
+    assert close(got, (100, 200, 400, 400), tol=4)

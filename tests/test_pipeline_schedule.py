@@ -20,8 +20,8 @@ def classifier(int8_model):
     return Classifier(int8_model)
 
 
-def run(classifier, frames, **config):
-    det = BrightSquares()
+def run(classifier, frames, width=320, **config):
+    det = BrightSquares(width)
     pipe = Pipeline(det, classifier, PipelineConfig(**config))
     results = [pipe.process(f) for f in frames]
     return pipe, det, results
@@ -105,18 +105,35 @@ def test_adaptive_passes_are_just_wide_enough_for_the_smallest_face(classifier):
     frames = [frame_with((300, 200, 70, 70), index=i) for i in range(2)]
     _, det, _ = run(classifier, frames, adaptive_width=True, full_detect_every=0, detect_every=1)
     assert det.full == [None, 224]
+    # a 50-px face: 640 x 24 / 50 = 307.2 -> 320 (9.6 multiples of 32, rounded to 10)
+    frames = [frame_with((300, 200, 50, 50), index=i) for i in range(2)]
+    _, det, _ = run(classifier, frames, adaptive_width=True, full_detect_every=0, detect_every=1)
+    assert det.full == [None, 320]
+    # a detector that sees the whole frame (width 0) is never narrowed
+    _, det, _ = run(classifier, frames, 0, adaptive_width=True, full_detect_every=0, detect_every=1)
+    assert det.full == [None, None]
     # off (the default): always the detector's width
     _, det, _ = run(classifier, frames, full_detect_every=0, detect_every=1)
     assert det.full == [None, None]
 
 
 def test_faces_too_small_are_skipped_and_only_the_largest_max_faces_kept(classifier):
-    boxes = [(10, 10, 30, 30), (100, 10, 60, 60), (200, 10, 44, 44), (300, 10, 22, 22)]
+    boxes = [(10, 10, 30, 30), (100, 10, 60, 60), (200, 10, 44, 44), (300, 10, 22, 22),
+             (400, 10, 24, 24)]  # fmt: skip
     pipe, _, (result,) = run(classifier, [frame_with(*boxes)], max_faces=2, full_detect_every=0)
     assert [f.box.as_tuple() for f in result.faces] == [(100, 10, 60, 60), (200, 10, 44, 44)]
     _, _, (result,) = run(classifier, [frame_with(*boxes)], full_detect_every=0)
-    # 22 px is under min_face (24): skipped; the rest largest first
-    assert [f.box.w for f in result.faces] == [60, 44, 30]
+    # 22 px is under min_face (24): skipped; 24 px kept; the rest largest first
+    assert [f.box.w for f in result.faces] == [60, 44, 30, 24]
+
+
+def test_while_no_face_is_tracked_every_detection_searches_the_whole_frame(classifier):
+    """full_detect_every 10 squares only around tracked faces: a face that walks into an
+    empty scene is found by the next detection, not ten frames later."""
+    frames = [frame_with(index=0), frame_with(FACE, index=1), frame_with(FACE, index=2)]
+    pipe, det, results = run(classifier, frames, full_detect_every=10, detect_every=1)
+    assert [len(r.faces) for r in results] == [0, 1, 1]
+    assert det.full == [None, None] and pipe.counts == {"full": 2, "roi": 1, "classified": 2}
 
 
 def test_the_thread_plan_sets_opencvs_threads_and_zero_leaves_them():
