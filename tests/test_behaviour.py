@@ -122,6 +122,16 @@ def test_each_box_takes_the_best_track_still_free():
     assert [tid for tid, _ in tracker.update([left, right], [NEUTRAL, HAPPY])] == [0, 1]
 
 
+def test_two_boxes_on_one_track_the_closer_continues_it_the_other_is_a_new_face():
+    # one track at x = 0; boxes at x = 5 (IoU 95/105) and x = 20 (IoU 80/120): both continue
+    # it by IoU alone, but a track goes to one box: the closer; the other face is new (id 1)
+    tracker = Tracker()
+    tracker.update([Box(0, 0, 100, 100)], [NEUTRAL])
+    near, far = Box(5, 0, 100, 100), Box(20, 0, 100, 100)
+    assert tracker.assign([far, near]) == [None, 0]
+    assert [tid for tid, _ in tracker.update([far, near], [HAPPY, HAPPY])] == [1, 0]
+
+
 def test_an_iou_exactly_at_the_threshold_continues_the_track():
     # 13 px boxes 7 px apart: IoU = (13 - 7) / (13 + 7) = 0.3, the threshold itself
     assert Box(0, 0, 13, 13).iou(Box(7, 0, 13, 13)) == 0.3

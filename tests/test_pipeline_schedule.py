@@ -144,3 +144,23 @@ def test_the_thread_plan_sets_opencvs_threads_and_zero_leaves_them():
         assert apply_thread_plan(2) == 1 and cv2.getNumThreads() == 2
     finally:
         cv2.setNumThreads(before)
+
+
+def test_stage_timings_are_each_positive_and_add_up_to_no_more_than_the_frame_took(classifier):
+    """The per-stage seconds the benchmark and --stats report: each one >= 0, together no
+    more than process() took; a frame that neither detects nor classifies (frame 1 here:
+    boxes held, classification every 2nd frame) spends nothing past detection."""
+    import time
+
+    config = PipelineConfig(detect_every=2, full_detect_every=0)
+    pipe = Pipeline(BrightSquares(), classifier, config)
+    for i in range(4):
+        t0 = time.perf_counter()
+        timings = pipe.process(frame_with(FACE, index=i)).timings
+        took = time.perf_counter() - t0
+        assert set(timings) == {"detect", "preprocess", "inference", "smoothing"}
+        assert min(timings.values()) >= 0 and sum(timings.values()) <= took, (i, timings, took)
+        if i == 1:
+            assert timings["preprocess"] == timings["inference"] == timings["smoothing"] == 0.0
+        if i in (0, 2):
+            assert timings["inference"] > 0
