@@ -117,3 +117,23 @@ def test_tracker_keeps_probabilities_of_frames_that_were_not_classified():
     assert tracker.has_new([Box(300, 300, 50, 50)])
     with pytest.raises(ValueError, match="needs probabilities"):
         tracker.update([Box(300, 300, 50, 50)], [None])
+
+
+def test_yunet_detects_on_a_copy_of_the_width_asked_for_with_its_own_score(frames):
+    """The adaptive pipeline asks YuNet for a narrower copy: detect(frame, width) is
+    detect_image on the frame shrunk to that width (its interpolation), mapped back; the
+    box carries YuNet's confidence, not a certainty of 1."""
+    import cv2
+
+    det = make_detector("yunet", resize="linear")
+    frame = frames[0]
+    h, w = frame.image.shape[:2]
+    found = {}
+    for width in (160, 320):
+        size = (width, round(h * width / w))
+        small = cv2.resize(frame.image, size, interpolation=cv2.INTER_LINEAR)
+        found[width] = det.detect(frame, width)
+        assert found[width] == [b.scaled(w / width) for b in det.detect_image(small)]
+        (face,) = found[width]
+        assert 0.5 < face.score < 1.0
+    assert found[160] != found[320]
