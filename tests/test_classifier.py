@@ -109,7 +109,8 @@ def test_batches_of_each_size_build_one_interpreter_each_and_match_one_by_one(in
             clf.predict_batch(crops[:n]), np.stack([one.predict(c) for c in crops[:n]])
         )
     assert sorted(clf._batched) == [1, 2, 3] and clf.batch is True
-    assert clf.predict_batch([]).shape == (0, 5)
+    empty = clf.predict_batch([])
+    assert empty.shape == (0, 5) and empty.dtype == np.float32  # as a batch of faces is
 
 
 def test_a_model_with_a_fixed_batch_of_one_is_called_once_per_face_after_one_warning(
