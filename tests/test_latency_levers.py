@@ -38,6 +38,7 @@ def test_batched_zero_copy_call_equals_one_plain_call_per_face(model, frames, re
     one_by_one = np.stack([plain.predict(c) for c in crops])
     batched = fast.predict_batch(crops)
     np.testing.assert_array_equal(batched, one_by_one)  # exactly: same int8 tensor in
+    assert batched.dtype == one_by_one.dtype == np.float32  # probabilities, as float32
     np.testing.assert_array_equal(fast.predict(crops[1]), one_by_one[1])
     assert not np.allclose(one_by_one[0], one_by_one[3])  # the crops really differ
     assert fast.predict_batch([]).shape == (0, len(fast.labels))
