@@ -139,9 +139,11 @@ def test_while_no_face_is_tracked_every_detection_searches_the_whole_frame(class
 def test_the_thread_plan_sets_opencvs_threads_and_zero_leaves_them():
     before = cv2.getNumThreads()
     try:
-        assert apply_thread_plan(1) == before and cv2.getNumThreads() == 1
+        cv2.setNumThreads(2)
+        assert apply_thread_plan(1) == 2 and cv2.getNumThreads() == 1
         assert apply_thread_plan(0) == 1 and cv2.getNumThreads() == 1
         assert apply_thread_plan(2) == 1 and cv2.getNumThreads() == 2
+        assert apply_thread_plan(0) == 2 and cv2.getNumThreads() == 2  # 0 leaves them
     finally:
         cv2.setNumThreads(before)
 
