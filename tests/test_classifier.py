@@ -93,10 +93,22 @@ def test_a_missing_or_broken_model_file_is_one_line(copy, tmp_path):
         Classifier(tmp_path / "nowhere.tflite")
     assert str(err.value) == f"{tmp_path / 'nowhere.tflite'}: model file not found"
     copy.write_bytes(b"not a flatbuffer at all" * 10)
+    from ai_edge_litert.interpreter import Interpreter
+
+    with pytest.raises((ValueError, RuntimeError)) as raw:  # the interpreter's own words
+        Interpreter(model_path=str(copy))
+    first = str(raw.value).strip().splitlines()[0]
     with pytest.raises(ModelError) as err:
         Classifier(copy)
-    assert str(err.value).startswith(f"{copy}: not a loadable TFLite model (")
-    assert "\n" not in str(err.value)
+    assert str(err.value) == f"{copy}: not a loadable TFLite model ({first})"
+
+
+def test_a_backend_asked_for_is_the_one_used_or_one_line_when_missing(int8_model):
+    assert Classifier(int8_model, backend="ai-edge-litert").backend == "ai-edge-litert"
+    with pytest.raises(ModelError) as err:  # not installed here (nor on a Pi with LiteRT)
+        Classifier(int8_model, backend="tflite-runtime")
+    assert str(err.value).startswith("no TFLite interpreter found; install one with `pip ")
+    assert "(tried tflite-runtime: No module named 'tflite_runtime')" in str(err.value)
 
 
 def test_batches_of_each_size_build_one_interpreter_each_and_match_one_by_one(int8_model):
