@@ -213,21 +213,26 @@ def refresh(stage_dir: Path, modules: list[str]) -> None:
                     shutil.copy2(src, pkg / d / src.name)
 
 
-def again(status: dict[str, str], specs: list[str]) -> list[str]:
-    """The mutants to test again: MODULE (all its mutants) or MODULE:missed (those not caught:
-    survivors, the ones no test reached and the ones not tested yet), MODULE as the report
-    names it (fer_edge.edge.crop); or one function's, as mutmut names it
-    (deploy.deploy.x_build_parser)."""
+def again(status: dict[str, str], specs: list[str], judged: set[str] | None = None) -> list[str]:
+    """The mutants to test again: MODULE (all its mutants), MODULE:missed (those not caught:
+    survivors, the ones no test reached and the ones not tested yet) or MODULE:unjudged (of
+    those, the ones without a reason in `judged`), MODULE as the report names it
+    (fer_edge.edge.crop); or one function's, as mutmut names it (deploy.deploy.x_build_parser)."""
     names: set[str] = set()
+    judged = judged or set()
     for spec in specs:
         module, _, which = spec.partition(":")
-        if which not in ("", "missed"):
-            raise SystemExit(f"mutation: --again {spec}: give MODULE or MODULE:missed")
+        if which not in ("", "missed", "unjudged"):
+            raise SystemExit(
+                f"mutation: --again {spec}: give MODULE, MODULE:missed or MODULE:unjudged"
+            )
         found = [n for n in status
                  if module in (module_of(n), n.rsplit("__mutmut_", 1)[0])]  # fmt: skip
         if not found:
             raise SystemExit(f"mutation: --again {spec}: no mutants of {module} in the stage")
-        names.update(n for n in found if not which or status[n] not in ("killed", "timeout"))
+        missed = [n for n in found if status[n] not in ("killed", "timeout")]
+        names.update(found if not which else missed if which == "missed" else
+                     [n for n in missed if n not in judged])  # fmt: skip
     return sorted(names)
 
 
@@ -483,10 +488,11 @@ def parser() -> argparse.ArgumentParser:
         "--again",
         action="append",
         default=[],
-        metavar="MODULE[:missed]",
+        metavar="MODULE[:missed|:unjudged]",
         help="with --resume: take the checkout's tests into the stage and test this module's "
         "(or function's, as mutmut names it) mutants again (all, or :missed for those not "
-        "caught: survivors, unreached and untested ones); repeatable",
+        "caught: survivors, unreached and untested ones, or :unjudged for those of them "
+        "without a reason on record); repeatable",
     )
     rep = sub.add_parser("report", help="the report of a finished run")
     rep.add_argument("stage")
@@ -524,7 +530,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"mutation: --again and --refresh need --resume and a kept stage "
                              f"({stage_dir})")  # fmt: skip
         refresh(stage_dir, modules)
-        names = again(results(stage_dir), args.again) if args.again else []
+        reasons = Path(args.out) / REASONS_FILE
+        judged = set(json.loads(reasons.read_text())) if reasons.is_file() else set()
+        names = again(results(stage_dir), args.again, judged) if args.again else []
     elif not (args.resume and (stage_dir / "mutants").is_dir()):
         stage(stage_dir, modules, args.tests)
     t0 = time.monotonic()

@@ -686,7 +686,12 @@ def test_again_tests_chosen_modules_of_a_kept_stage_with_the_checkouts_tests(tmp
         "fer_edge.edge.crop.x_square_box__mutmut_1", "fer_edge.edge.crop.x_square_box__mutmut_2"]
     assert mutation.again(status, ["deploy.remote.xǁRemoteǁssh_argv:missed"]) == [
         "deploy.remote.xǁRemoteǁssh_argv__mutmut_2"]
-    for bad, said in (("fer_edge.edge.crop:all", "give MODULE or MODULE:missed"),
+    judged = {"fer_edge.edge.crop.x_crop_face__mutmut_2"}  # a reason on record
+    assert mutation.again(status, ["fer_edge.edge.crop:unjudged"], judged) == [
+        "fer_edge.edge.crop.x_square_box__mutmut_1"]
+    assert mutation.again(status, ["fer_edge.edge.crop:missed"], judged) == [
+        "fer_edge.edge.crop.x_crop_face__mutmut_2", "fer_edge.edge.crop.x_square_box__mutmut_1"]
+    for bad, said in (("fer_edge.edge.crop:all", "give MODULE, MODULE:missed or MODULE:unjudged"),
                       ("edge/crop.py", "no mutants of edge/crop.py in the stage")):
         with pytest.raises(SystemExit, match=f"^mutation: --again {bad}: {said}"):
             mutation.again(status, [bad])
