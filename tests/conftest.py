@@ -58,6 +58,17 @@ def video() -> Path:
 
 
 @pytest.fixture(scope="session")
+def first_frame(video):
+    """The first frame of the 480p test video (one face, about 196 px wide)."""
+    import contextlib
+
+    from fer_edge.edge.sources import open_source
+
+    with open_source(str(video)) as src, contextlib.closing(src.frames()) as frames:
+        return next(frames)
+
+
+@pytest.fixture(scope="session")
 def int8_model() -> Path:
     return need(INT8)
 

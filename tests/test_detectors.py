@@ -4,20 +4,16 @@ size (one per size, at most MAX_NETS, the least recently used dropped). Fast."""
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 from fer_edge.edge import config
 from fer_edge.edge.detectors import MAX_NETS, YuNetDetector, make_detector
 from fer_edge.edge.errors import ConfigError, ModelError
-from fer_edge.edge.sources import open_source
 
 
 @pytest.fixture(scope="module")
-def frame(video):
-    with open_source(str(video)) as src, contextlib.closing(src.frames()) as frames:
-        return next(frames)
+def frame(first_frame):
+    return first_frame
 
 
 def test_the_factory_hands_width_and_resize_to_either_detector():

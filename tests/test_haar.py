@@ -8,13 +8,11 @@ import cv2
 import pytest
 from fer_edge.edge.detectors import HaarDetector
 from fer_edge.edge.errors import ConfigError, ModelError
-from fer_edge.edge.sources import open_source
 
 
 @pytest.fixture(scope="module")
-def frame(video):
-    with open_source(str(video)) as src:
-        return next(iter(src.frames()))
+def frame(first_frame):
+    return first_frame
 
 
 def test_haar_sees_a_grey_frame_as_its_colour_original(frame):
