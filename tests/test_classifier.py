@@ -141,7 +141,7 @@ def test_a_model_with_a_fixed_batch_of_one_is_called_once_per_face_after_one_war
     fixed = tmp_path / "fixed_int8.tflite"
     fixed.write_bytes(raw.replace(flexible, fixed_sig))
     shutil.copy(sidecar_path(int8_model), sidecar_path(fixed))
-    probe = Classifier(fixed)._cls(model_path=str(fixed))
+    probe = load_interpreter_class()[0](model_path=str(fixed))
     index = probe.get_input_details()[0]["index"]
     with pytest.raises((ValueError, RuntimeError)) as refusal:  # LiteRT's own words, expected
         probe.resize_tensor_input(index, [3, 48, 48, 1], strict=True)

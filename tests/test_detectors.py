@@ -11,11 +11,6 @@ from fer_edge.edge.detectors import MAX_NETS, YuNetDetector, make_detector
 from fer_edge.edge.errors import ConfigError, ModelError
 
 
-@pytest.fixture(scope="module")
-def frame(first_frame):
-    return first_frame
-
-
 def test_the_factory_hands_width_and_resize_to_either_detector():
     for name in ("yunet", "haar"):
         det = make_detector(name, width=224, resize="linear")
@@ -44,12 +39,12 @@ def test_yunet_errors_are_one_line_naming_the_file(tmp_path, monkeypatch):
     assert str(exc.value) == f"{missing}: not a YuNet ONNX model OpenCV can load"
 
 
-def test_yunet_keeps_its_score_threshold(frame):
+def test_yunet_keeps_its_score_threshold(first_frame):
     """The face in the test video scores about 0.93: found at the default threshold (0.6),
     not above 0.95."""
-    (face,) = YuNetDetector(width=320).detect(frame)
+    (face,) = YuNetDetector(width=320).detect(first_frame)
     assert 0.9 < face.score < 0.95
-    assert YuNetDetector(width=320, score=0.95).detect(frame) == []
+    assert YuNetDetector(width=320, score=0.95).detect(first_frame) == []
 
 
 def test_yunet_keeps_one_network_per_input_size_and_drops_the_least_recently_used():
