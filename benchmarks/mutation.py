@@ -318,6 +318,12 @@ def source_sha(module: str) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else ""
 
 
+def reasons_in(out: Path) -> dict[str, str]:
+    """mutant name -> why it is equivalent or harmless, from out/REASONS_FILE."""
+    path = out / REASONS_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def score(caught: int, counted: int) -> float | None:
     """caught / counted to four places; None when nothing was counted."""
     return round(caught / counted, 4) if counted else None
@@ -332,8 +338,7 @@ def report(
     and source hash it was measured with), so the whole scope can be measured a few modules
     at a time; a module whose source changed since is marked stale in the report."""
     out.mkdir(parents=True, exist_ok=True)
-    reasons_path = out / REASONS_FILE
-    reasons = json.loads(reasons_path.read_text()) if reasons_path.exists() else {}
+    reasons = reasons_in(out)
     status = results(stage_dir)
     created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     modules: dict[str, dict] = {}
@@ -530,8 +535,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"mutation: --again and --refresh need --resume and a kept stage "
                              f"({stage_dir})")  # fmt: skip
         refresh(stage_dir, modules)
-        reasons = Path(args.out) / REASONS_FILE
-        judged = set(json.loads(reasons.read_text())) if reasons.is_file() else set()
+        judged = set(reasons_in(Path(args.out)))
         names = again(results(stage_dir), args.again, judged) if args.again else []
     elif not (args.resume and (stage_dir / "mutants").is_dir()):
         stage(stage_dir, modules, args.tests)
